@@ -1,0 +1,362 @@
+{{/*
+Chart name.
+*/}}
+{{- define "ray-gan.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name prefix of every resource. Truncated to 26 characters: KubeRay limits
+RayService/RayJob names to 47 (DNS-1035) and job names append "-train-<runId>".
+*/}}
+{{- define "ray-gan.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 26 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 26 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 26 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ray-gan.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of the chart's own resources.
+*/}}
+{{- define "ray-gan.labels" -}}
+helm.sh/chart: {{ include "ray-gan.chart" . }}
+{{ include "ray-gan.selectorLabels" . }}
+app.kubernetes.io/part-of: ray-gan
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "ray-gan.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ray-gan.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of Ray pods (and the selector for monitoring). They must not set
+app.kubernetes.io/name or app.kubernetes.io/created-by: KubeRay selects head pods
+with app.kubernetes.io/name=kuberay, and pod-template labels override its own.
+Call with (dict "root" $ "component" "serve").
+*/}}
+{{- define "ray-gan.rayPodSelectorLabels" -}}
+app.kubernetes.io/part-of: ray-gan
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end }}
+
+{{- define "ray-gan.rayPodLabels" -}}
+{{ include "ray-gan.rayPodSelectorLabels" . }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "ray-gan.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ray-gan.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ray-gan.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+{{- end }}
+
+{{- define "ray-gan.modelUri" -}}
+{{- default .Values.s3.modelUri .Values.rayService.serve.model }}
+{{- end }}
+
+{{/*
+Names of the RayJobs (at most 47 characters).
+*/}}
+{{- define "ray-gan.trainJobName" -}}
+{{- printf "%s-train-%s" (include "ray-gan.fullname" .) (toString .Values.train.runId) | trunc 47 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ray-gan.batchJobName" -}}
+{{- printf "%s-batch-%s" (include "ray-gan.fullname" .) .Values.batch.spec.job_id | trunc 47 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Environment of every ray_gan container: S3 settings and credentials by reference.
+*/}}
+{{- define "ray-gan.env" -}}
+{{- $s3 := .Values.s3 -}}
+- name: AWS_REGION
+  value: {{ $s3.region | quote }}
+- name: AWS_DEFAULT_REGION
+  value: {{ $s3.region | quote }}
+{{- with $s3.endpoint }}
+- name: AWS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $s3.credentialsSecret.name }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $s3.credentialsSecret.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $s3.credentialsSecret.secretAccessKeyKey }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The /tmp emptyDir volume.
+*/}}
+{{- define "ray-gan.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- end }}
+
+{{- define "ray-gan.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/*
+Worker container resources with the GPU count added to requests and limits.
+Call with a merged worker dict.
+*/}}
+{{- define "ray-gan.workerResources" -}}
+{{- $res := deepCopy (default dict .resources) }}
+{{- if gt (int .gpus) 0 }}
+{{- $req := default dict (get $res "requests") }}
+{{- $lim := default dict (get $res "limits") }}
+{{- $_ := set $req .gpuResourceName (int .gpus) }}
+{{- $_ := set $lim .gpuResourceName (int .gpus) }}
+{{- $_ := set $res "requests" $req }}
+{{- $_ := set $res "limits" $lim }}
+{{- end }}
+{{- toYaml $res }}
+{{- end }}
+
+{{/*
+A RayCluster spec (rayClusterConfig of the RayService, rayClusterSpec of a RayJob).
+Call with (dict "root" $ "component" "serve|train|batch" "head" <overrides> "worker" <overrides>
+  "autoscaling" <bool> "serve" <bool> "headExtraVolumes" <list> "headExtraMounts" <list>
+  "headInitContainers" <list>).
+*/}}
+{{- define "ray-gan.rayClusterSpec" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $head := mergeOverwrite (deepCopy $v.head) (deepCopy (default dict .head)) }}
+{{- $worker := mergeOverwrite (deepCopy $v.worker) (deepCopy (default dict .worker)) }}
+{{- $autoscaling := .autoscaling }}
+{{- $sa := include "ray-gan.serviceAccountName" $root -}}
+rayVersion: {{ $v.rayVersion | quote }}
+enableInTreeAutoscaling: {{ $autoscaling }}
+{{- if $autoscaling }}
+autoscalerOptions:
+  upscalingMode: {{ $v.autoscaler.upscalingMode }}
+  idleTimeoutSeconds: {{ $v.autoscaler.idleTimeoutSeconds }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  resources:
+    {{- toYaml $v.autoscaler.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "ray-gan.tmpVolumeMount" $root | nindent 4 }}
+{{- end }}
+headGroupSpec:
+  rayStartParams: {{- if $head.rayStartParams }}{{ toYaml $head.rayStartParams | nindent 4 }}{{ else }} {}{{ end }}
+  template:
+    metadata:
+      labels:
+        {{- include "ray-gan.rayPodLabels" (dict "root" $root "component" .component) | nindent 8 }}
+        {{- with $head.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- with $head.podAnnotations }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    spec:
+      serviceAccountName: {{ $sa }}
+      automountServiceAccountToken: {{ or $autoscaling $v.serviceAccount.automountServiceAccountToken }}
+      securityContext:
+        {{- toYaml $v.podSecurityContext | nindent 8 }}
+      {{- with $v.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $head.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $head.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $head.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .headInitContainers }}
+      initContainers:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: ray-head
+          image: {{ include "ray-gan.image" $root }}
+          imagePullPolicy: {{ $v.image.pullPolicy }}
+          env:
+            {{- include "ray-gan.env" $root | nindent 12 }}
+          ports:
+            - name: gcs-server
+              containerPort: 6379
+              protocol: TCP
+            - name: dashboard
+              containerPort: 8265
+              protocol: TCP
+            - name: client
+              containerPort: 10001
+              protocol: TCP
+            {{- if .serve }}
+            - name: serve
+              containerPort: 8000
+              protocol: TCP
+            {{- end }}
+            - name: metrics
+              containerPort: 8080
+              protocol: TCP
+          resources:
+            {{- toYaml $head.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $v.securityContext | nindent 12 }}
+          volumeMounts:
+            {{- include "ray-gan.tmpVolumeMount" $root | nindent 12 }}
+            {{- with .headExtraMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+      volumes:
+        {{- include "ray-gan.tmpVolume" $root | nindent 8 }}
+        {{- with .headExtraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+workerGroupSpecs:
+  - groupName: {{ $worker.groupName }}
+    replicas: {{ $worker.replicas }}
+    minReplicas: {{ $worker.minReplicas }}
+    maxReplicas: {{ $worker.maxReplicas }}
+    rayStartParams: {{- if $worker.rayStartParams }}{{ toYaml $worker.rayStartParams | nindent 6 }}{{ else }} {}{{ end }}
+    template:
+      metadata:
+        labels:
+          {{- include "ray-gan.rayPodLabels" (dict "root" $root "component" .component) | nindent 10 }}
+          {{- with $worker.podLabels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        {{- with $worker.podAnnotations }}
+        annotations:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+      spec:
+        serviceAccountName: {{ $sa }}
+        automountServiceAccountToken: {{ $v.serviceAccount.automountServiceAccountToken }}
+        securityContext:
+          {{- toYaml $v.podSecurityContext | nindent 10 }}
+        {{- with $v.imagePullSecrets }}
+        imagePullSecrets:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with $worker.nodeSelector }}
+        nodeSelector:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with $worker.tolerations }}
+        tolerations:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with $worker.affinity }}
+        affinity:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        containers:
+          - name: ray-worker
+            image: {{ include "ray-gan.image" $root }}
+            imagePullPolicy: {{ $v.image.pullPolicy }}
+            env:
+              {{- include "ray-gan.env" $root | nindent 14 }}
+            ports:
+              - name: metrics
+                containerPort: 8080
+                protocol: TCP
+            resources:
+              {{- include "ray-gan.workerResources" $worker | nindent 14 }}
+            securityContext:
+              {{- toYaml $v.securityContext | nindent 14 }}
+            volumeMounts:
+              {{- include "ray-gan.tmpVolumeMount" $root | nindent 14 }}
+        volumes:
+          {{- include "ray-gan.tmpVolume" $root | nindent 10 }}
+{{- end }}
+
+{{/*
+Submitter pod template of a RayJob (K8sJobMode). KubeRay fills in the command
+(`ray job submit ... -- <entrypoint>`) and RAY_DASHBOARD_ADDRESS.
+Call with (dict "root" $ "component" "train|batch").
+*/}}
+{{- define "ray-gan.submitterPodTemplate" -}}
+{{- $root := .root }}
+{{- $v := $root.Values -}}
+metadata:
+  labels:
+    {{- include "ray-gan.rayPodLabels" (dict "root" $root "component" (printf "%s-submitter" .component)) | nindent 4 }}
+spec:
+  restartPolicy: Never
+  serviceAccountName: {{ include "ray-gan.serviceAccountName" $root }}
+  automountServiceAccountToken: false
+  securityContext:
+    {{- toYaml $v.podSecurityContext | nindent 4 }}
+  {{- with $v.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: ray-job-submitter
+      image: {{ include "ray-gan.image" $root }}
+      imagePullPolicy: {{ $v.image.pullPolicy }}
+      resources:
+        {{- toYaml $v.submitter.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $v.securityContext | nindent 8 }}
+      volumeMounts:
+        {{- include "ray-gan.tmpVolumeMount" $root | nindent 8 }}
+  volumes:
+    {{- include "ray-gan.tmpVolume" $root | nindent 4 }}
+{{- end }}
+
+{{/*
+GPU sanity checks: fail early instead of rendering a cluster whose Ray tasks can never be scheduled.
+Call with (dict "what" "..." "need" <gpus> "worker" <merged worker dict>).
+*/}}
+{{- define "ray-gan.checkGpus" -}}
+{{- if and (gt (float64 .need) 0.0) (eq (int .worker.gpus) 0) }}
+{{- fail (printf "%s asks for GPUs but its worker group has gpus: 0; set worker.gpus (or the matching worker override) to at least 1" .what) }}
+{{- end }}
+{{- end }}

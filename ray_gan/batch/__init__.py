@@ -1,0 +1,1 @@
+"""Batch generation on Ray Data."""

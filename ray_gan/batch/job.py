@@ -1,0 +1,252 @@
+"""``ray-gan batch JOB.yaml``: style variants at scale on Ray Data, with a Parquet manifest.
+
+Work is cut into *chunks* (``chunk_size`` consecutive variants of one style). Each chunk
+is one row of a Ray Dataset, mapped by a fixed-size pool of generator actors
+(``replicas``, each with ``gpus_per_replica``). An actor renders its chunk, writes the
+images it does not find already written, then writes the chunk's manifest part — last,
+atomically. Hence, for any interruption:
+
+* a manifest row exists only if its image object was written before it;
+* a chunk whose part exists is complete and is skipped on a re-run;
+* a re-run renders only the chunks without a part, and writes only the images that are
+  missing (rendering is deterministic, so rewritten bytes would be identical anyway);
+* part names are fixed per chunk, so the manifest never holds a duplicate row.
+
+Output layout::
+
+    OUT/job.json                                        the spec, model digest, status
+    OUT/images/<style>/<image_id>.<ext>                 image_id = <style>-<variant:08d>
+    OUT/manifest/part-s<style_index:03d>-c<chunk:07d>.parquet
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ray_gan import storage
+from ray_gan.checkpoint import read_model_info
+from ray_gan.config import BatchJobSpec
+
+JOB_JSON = "job.json"
+MANIFEST_DIR = "manifest"
+IMAGES_DIR = "images"
+EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
+# Spec fields that define *which* images a job makes; the rest only say how fast.
+IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "image_format",
+                   "chunk_size")
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("image_id", pa.string()),
+        ("style", pa.string()),
+        ("style_index", pa.int32()),
+        ("variant", pa.int64()),
+        ("seed", pa.int64()),
+        ("truncation", pa.float64()),
+        ("model_uri", pa.string()),
+        ("weights_sha256", pa.string()),
+        ("image_uri", pa.string()),
+        ("image_sha256", pa.string()),
+        ("format", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("device", pa.string()),
+        ("created", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+
+class BatchError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    output: str
+    images: int
+    chunks_run: int
+    chunks_skipped: int
+    images_written: int
+    manifest: str
+
+
+def image_id(style: str, variant: int) -> str:
+    return f"{style}-{variant:08d}"
+
+
+def part_name(style_index: int, chunk: int) -> str:
+    return f"part-s{style_index:03d}-c{chunk:07d}.parquet"
+
+
+def read_manifest(output: str):
+    """The whole manifest of a job as a pyarrow Table (empty table if none yet)."""
+    parts = storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))
+    tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, MANIFEST_DIR, p.key))))
+              for p in parts]
+    return pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
+
+
+class _GenerateChunks:
+    """Ray Data actor UDF: one generator replica."""
+
+    def __init__(self, spec: dict, output: str, weights_sha256: str, use_gpu: bool) -> None:
+        from ray_gan.generate.render import Renderer
+
+        self.spec = BatchJobSpec(**spec)
+        self.output = output
+        self.renderer = Renderer(self.spec.model, device="cuda" if use_gpu else "cpu")
+        if self.renderer.info.weights_sha256 != weights_sha256:
+            raise BatchError(f"model {self.spec.model} changed while the job was running")
+        self.weights_sha256 = weights_sha256
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from ray_gan.generate.render import encode_image
+
+        spec, out = self.spec, {"part": [], "images": [], "written": []}
+        ext = EXTENSIONS[spec.image_format]
+        res = self.renderer.info.config.resolution
+        device = self.renderer.device.type
+        for style, s_idx, chunk, start, count, existing in zip(
+            batch["style"], batch["style_index"], batch["chunk"], batch["start"], batch["count"], batch["existing"]
+        ):
+            style, s_idx, chunk, start, count = str(style), int(s_idx), int(chunk), int(start), int(count)
+            have = set(existing) if existing is not None else set()
+            variants = list(range(start, start + count))
+            seeds = [spec.seed_base + v for v in variants]
+            images = self.renderer.render([s_idx] * count, seeds, spec.truncation)
+            rows, written = [], 0
+            for v, seed, img in zip(variants, seeds, images):
+                iid = image_id(style, v)
+                data = encode_image(img, spec.image_format)
+                key = f"{iid}.{ext}"
+                uri = storage.join(self.output, IMAGES_DIR, style, key)
+                if key not in have:
+                    storage.write_bytes(uri, data)
+                    written += 1
+                rows.append({
+                    "job_id": spec.job_id, "image_id": iid, "style": style, "style_index": s_idx, "variant": v,
+                    "seed": seed, "truncation": spec.truncation, "model_uri": self.renderer.info.uri,
+                    "weights_sha256": self.weights_sha256, "image_uri": uri,
+                    "image_sha256": hashlib.sha256(data).hexdigest(), "format": spec.image_format,
+                    "width": res, "height": res, "device": device,
+                    "created": _dt.datetime.now(_dt.timezone.utc),
+                })
+            buf = io.BytesIO()
+            pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), buf, compression="zstd")
+            name = part_name(s_idx, chunk)
+            storage.write_bytes(storage.join(self.output, MANIFEST_DIR, name), buf.getvalue())
+            out["part"].append(name)
+            out["images"].append(count)
+            out["written"].append(written)
+        return out
+
+
+def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> bool:
+    """True if this output already holds this very job; raise if it holds another."""
+    uri = storage.join(output, JOB_JSON)
+    if not storage.exists(uri):
+        return False
+    prev = storage.read_json(uri)
+    mine = spec.model_dump()
+    diffs = [f for f in IDENTITY_FIELDS if prev["spec"].get(f) != mine[f]]
+    if diffs:
+        raise BatchError(
+            f"{output} already holds job {prev['spec'].get('job_id')!r} with a different "
+            f"{', '.join(diffs)}; use another output URI (or the original spec to complete it)"
+        )
+    if prev["weights_sha256"] != weights_sha256:
+        raise BatchError(
+            f"the model at {spec.model} changed since job {spec.job_id!r} started "
+            f"(weights {prev['weights_sha256'][:12]}… → {weights_sha256[:12]}…); "
+            "its images would not match: use a new output URI"
+        )
+    return True
+
+
+def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchResult:
+    import ray
+
+    from ray_gan.runtime import init_ray
+
+    # Absolute URIs: Ray workers do not share the driver's working directory.
+    spec = spec.model_copy(update={"model": storage.normalize(spec.model), "output": storage.normalize(spec.output)})
+    info = read_model_info(spec.model)
+    styles = info.styles if spec.styles == "all" else list(spec.styles)
+    style_idx = info.style_indices(styles)
+    output = storage.normalize(spec.output)
+    rerun = _check_job_json(output, spec, info.weights_sha256)
+    job_doc = {"spec": spec.model_dump(), "weights_sha256": info.weights_sha256, "model_step": info.step,
+               "styles": styles, "status": "running"}
+    storage.write_json(storage.join(output, JOB_JSON), job_doc)
+
+    done = {p.key for p in storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))}
+    chunks, skipped = [], 0
+    for style, s_idx in zip(styles, style_idx):
+        for c, start in enumerate(range(0, spec.variants_per_style, spec.chunk_size)):
+            if part_name(s_idx, c) in done:
+                skipped += 1
+                continue
+            count = min(spec.chunk_size, spec.variants_per_style - start)
+            chunks.append({"style": style, "style_index": s_idx, "chunk": c, "start": start, "count": count})
+    existing: dict[str, set[str]] = {}
+    if chunks and rerun:  # only an interrupted run can have images without a manifest part
+        for e in storage.list_files(storage.join(output, IMAGES_DIR)):
+            style, _, key = e.key.partition("/")
+            existing.setdefault(style, set()).add(key)
+    ext = EXTENSIONS[spec.image_format]
+    for ch in chunks:
+        have = existing.get(ch["style"], set())
+        ch["existing"] = [k for v in range(ch["start"], ch["start"] + ch["count"])
+                          if (k := f"{image_id(ch['style'], v)}.{ext}") in have]
+
+    total = len(styles) * spec.variants_per_style
+    log(f"batch {spec.job_id}: {total} images in {len(chunks) + skipped} chunks; "
+        f"{skipped} already complete, {len(chunks)} to run on {spec.replicas} replicas → {output}")
+    written = run_images = 0
+    if chunks:
+        init_ray()
+        use_gpu = spec.gpus_per_replica > 0
+        ds = ray.data.from_items(chunks, override_num_blocks=len(chunks)).map_batches(
+            _GenerateChunks,
+            fn_constructor_kwargs=dict(spec=spec.model_dump(), output=output, weights_sha256=info.weights_sha256,
+                                       use_gpu=use_gpu),
+            batch_size=1,
+            concurrency=spec.replicas,
+            num_cpus=spec.cpus_per_replica,
+            num_gpus=spec.gpus_per_replica if use_gpu else None,
+        )
+        t0, n_done = time.time(), 0
+        for row in ds.iter_rows():
+            n_done += 1
+            run_images += int(row["images"])
+            written += int(row["written"])
+            if n_done % max(1, len(chunks) // 20) == 0 or n_done == len(chunks):
+                rate = run_images / max(time.time() - t0, 1e-9)
+                log(f"batch {spec.job_id}: {n_done}/{len(chunks)} chunks, {run_images} images, {rate:.1f} img/s")
+    job_doc.update(status="complete", images=total,
+                   completed=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    storage.write_json(storage.join(output, JOB_JSON), job_doc)
+    manifest = storage.join(output, MANIFEST_DIR)
+    log(f"batch {spec.job_id}: complete: {total} images under {storage.join(output, IMAGES_DIR)}, "
+        f"manifest {manifest} ({written} images written this run)")
+    return BatchResult(output, total, len(chunks), skipped, written, manifest)
+
+
+def load_spec(path: str) -> BatchJobSpec:
+    """Read and validate a YAML job spec (local path or URI)."""
+    import yaml
+
+    doc = yaml.safe_load(storage.read_bytes(path))
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a batch job spec must be a YAML mapping")
+    return BatchJobSpec(**doc)

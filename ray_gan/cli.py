@@ -1,0 +1,171 @@
+"""``ray-gan``: a thin command line over the library calls.
+
+Every URI argument is a local path or ``s3://bucket/prefix`` (S3 settings from the
+standard ``AWS_*`` variables). With ``RAY_ADDRESS`` set the commands run on that Ray
+cluster; otherwise they start a local one bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from pydantic import ValidationError
+
+
+def _styles(value: str) -> list[str]:
+    return [s.strip() for s in value.split(",") if s.strip()]
+
+
+def cmd_demo_data(a: argparse.Namespace) -> None:
+    from ray_gan import storage
+    from ray_gan.data.demo import write_demo_data
+
+    counts = write_demo_data(lambda key, data: storage.write_bytes(storage.join(a.dst, key), data),
+                             per_style=a.per_style, size=a.size, seed=a.seed)
+    print(f"demo-data: {sum(counts.values())} images in {len(counts)} styles "
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())}) → {a.dst}")
+
+
+def cmd_prepare(a: argparse.Namespace) -> None:
+    from ray_gan.config import PrepareConfig
+    from ray_gan.data.prepare import prepare
+
+    prepare(PrepareConfig(src=a.src, dst=a.dst, resolution=a.resolution, val_fraction=a.val_fraction, seed=a.seed,
+                          shard_rows=a.shard_rows))
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from ray_gan.config import TrainConfig
+    from ray_gan.train.trainer import train
+
+    fields = {k: v for k, v in vars(a).items() if k in TrainConfig.model_fields and v is not None}
+    train(TrainConfig(**fields))
+
+
+def cmd_generate(a: argparse.Namespace) -> None:
+    from ray_gan.generate.local import generate_images
+
+    res = generate_images(a.model, _styles(a.styles) if a.styles else None, a.n, a.seed, a.truncation, a.out,
+                          a.format, a.device)
+    print(f"generate: {len(res.images)} images under {a.out}; grid {res.grid}")
+
+
+def cmd_batch(a: argparse.Namespace) -> None:
+    from ray_gan.batch.job import load_spec, run_batch
+
+    run_batch(load_spec(a.spec))
+
+
+def cmd_serve(a: argparse.Namespace) -> None:
+    from ray_gan.config import ServeConfig
+    from ray_gan.serve.app import run_server
+
+    cfg = ServeConfig(model=a.model, max_batch_size=a.max_batch_size, num_replicas=a.replicas,
+                      num_gpus=a.gpus_per_replica)
+    print(f"serve: http://{a.host}:{a.port}/v1/variants (model {a.model}); Ctrl-C to stop", flush=True)
+    run_server(cfg, host=a.host, port=a.port)
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from ray_gan.demo import run_demo
+
+    run_demo(a.dir, train_seconds=a.train_seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ray-gan", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo-data", help="write the built-in procedural multi-style image set")
+    s.add_argument("dst", help="output folder or s3:// prefix")
+    s.add_argument("--per-style", type=int, default=300)
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_demo_data)
+
+    s = sub.add_parser("prepare", help="raw images (folder, .zip, s3://) → sharded Parquet dataset")
+    s.add_argument("src")
+    s.add_argument("dst")
+    s.add_argument("--resolution", type=int, default=32)
+    s.add_argument("--val-fraction", type=float, default=0.1)
+    s.add_argument("--seed", type=int, default=0, help="split seed")
+    s.add_argument("--shard-rows", type=int, default=4096)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("train", help="train a GAN on a prepared dataset with Ray Train")
+    s.add_argument("dataset")
+    s.add_argument("--out", required=True, help="model URI")
+    s.add_argument("--arch", choices=["dcgan", "vanilla"], default="dcgan")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=0.0)
+    s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=1.0)
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="per worker")
+    s.add_argument("--lr-g", dest="lr_g", type=float)
+    s.add_argument("--lr-d", dest="lr_d", type=float)
+    s.add_argument("--r1-gamma", dest="r1_gamma", type=float)
+    s.add_argument("--ema-decay", dest="ema_decay", type=float)
+    s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=500)
+    s.add_argument("--log-every", dest="log_every", type=int, default=25)
+    s.add_argument("--time-budget", dest="time_budget_s", type=float, help="seconds; checkpoint and stop after")
+    s.add_argument("--g-channels", dest="g_channels", type=int)
+    s.add_argument("--d-channels", dest="d_channels", type=int)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("generate", help="render a few images and a grid (one process, no Ray)")
+    s.add_argument("model")
+    s.add_argument("--styles", help="comma-separated style names (default: all)")
+    s.add_argument("--n", type=int, default=8, help="images per style")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--format", choices=["png", "webp", "jpeg"], default="png")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("batch", help="run a batch job (YAML spec) on Ray Data")
+    s.add_argument("spec", help="JOB.yaml (local path or URI)")
+    s.set_defaults(func=cmd_batch)
+
+    s = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
+    s.add_argument("model")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--replicas", type=int, default=1, help="StyleGenerator replicas")
+    s.add_argument("--gpus-per-replica", dest="gpus_per_replica", type=float, default=0.0)
+    s.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=16)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("demo", help="demo-data → prepare → train → batch, all local")
+    s.add_argument("--dir", default="ray-gan-demo", help="working folder (default ./ray-gan-demo)")
+    s.add_argument("--train-seconds", dest="train_seconds", type=float, default=180.0)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ray_gan.batch.job import BatchError
+    from ray_gan.storage import StorageError
+    from ray_gan.train.trainer import TrainError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ValidationError as exc:
+        print(f"ray-gan {args.command}: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except (StorageError, TrainError, BatchError, ValueError, FileNotFoundError) as exc:
+        print(f"ray-gan {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ray-gan {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""``ray-gan generate``: a few images in one process (no Ray), plus a grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ray_gan import storage
+from ray_gan.data.images import encode_png
+from ray_gan.generate.render import Renderer, encode_image, make_grid
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    images: list[str]
+    grid: str
+
+
+def generate_images(model: str, styles: list[str] | None, n: int, seed: int, truncation: float, out: str,
+                    image_format: str = "png", device: str | None = None) -> GenerateResult:
+    """``n`` images per style with seeds ``seed .. seed+n-1``; the grid has one row per style.
+
+    Files: ``OUT/<style>/<style>-<seed:08d>.<ext>`` and ``OUT/grid.png``. The same
+    arguments give byte-identical files.
+    """
+    renderer = Renderer(model, device=device)
+    idx = renderer.info.style_indices(styles)
+    names = [renderer.info.styles[i] for i in idx]
+    seeds = [seed + j for j in range(n)]
+    images = renderer.render([i for i in idx for _ in seeds], seeds * len(idx), truncation)
+    ext = {"jpeg": "jpg"}.get(image_format, image_format)
+    uris = []
+    for k, img in enumerate(images):
+        style, s = names[k // n], seeds[k % n]
+        uri = storage.join(out, style, f"{style}-{s:08d}.{ext}")
+        storage.write_bytes(uri, encode_image(img, image_format))
+        uris.append(uri)
+    grid = storage.join(out, "grid.png")
+    storage.write_bytes(grid, encode_png(make_grid(images, cols=n)))
+    return GenerateResult(uris, grid)

@@ -1,0 +1,1 @@
+"""Data-parallel GAN training on Ray Train."""

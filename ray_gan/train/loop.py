@@ -1,0 +1,360 @@
+"""The per-worker training loop, run by Ray Train on every worker. Read top to bottom.
+
+Objective: ``min_G max_D E_x[log D(x)] + E_z[log(1 - D(G(z)))]`` in its non-saturating
+form (G maximises ``log D(G(z))``), written with ``softplus`` on D's logits:
+``-log sigmoid(l) = softplus(-l)`` and ``-log(1 - sigmoid(l)) = softplus(l)``.
+
+Data parallelism: every worker holds full copies of G, D and G_ema; after each
+backward pass the gradients are averaged with one ``all_reduce`` over a flat buffer
+(so G's and D's steps stay separate and an optional R1 penalty needs no DDP
+special-casing). Weights are broadcast from rank 0 once at start, so all replicas are
+identical throughout.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ray_gan import checkpoint as ckpt
+from ray_gan import storage
+from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.generate.render import latents_from_seeds, make_grid, to_uint8
+from ray_gan.models import build_discriminator, build_generator
+
+SAMPLE_COLS = 8
+MAX_SAMPLE_STYLES = 16
+CACHE_LIMIT_BYTES = 1 << 30  # keep a worker's decoded shard in memory below this
+
+
+class DivergenceError(RuntimeError):
+    """Losses went non-finite or exploded; the last good checkpoint is kept."""
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    cfg = TrainConfig(**config["train"])
+    mcfg = ModelConfig(**config["model"])
+    meta: dict = config["meta"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    distributed = dist.is_available() and dist.is_initialized() and world > 1
+    log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
+
+    # ---- models and optimisers -------------------------------------------------------
+    torch.manual_seed(cfg.seed)  # same init everywhere (rank 0 is broadcast anyway)
+    G = build_generator(mcfg).to(device)
+    D = build_discriminator(mcfg).to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    step = 0
+    history: list[dict] = []
+
+    # ---- resume ---------------------------------------------------------------------
+    start = meta.get("resume_step")
+    if start is not None:
+        cdir = ckpt.checkpoint_uri(cfg.out, start)
+        ckpt.load_state_dict_bytes(G, storage.read_bytes(storage.join(cdir, "generator.safetensors")))
+        ckpt.load_state_dict_bytes(G_ema, storage.read_bytes(storage.join(cdir, "generator_ema.safetensors")))
+        ckpt.load_state_dict_bytes(D, storage.read_bytes(storage.join(cdir, "discriminator.safetensors")))
+        opt = ckpt.load_torch_state(storage.read_bytes(storage.join(cdir, "optimizer.pt")))
+        opt_g.load_state_dict(opt["g"])
+        opt_d.load_state_dict(opt["d"])
+        rng_uri = storage.join(cdir, f"rng-rank-{rank}.pt")
+        if storage.exists(rng_uri):  # absent when resuming with more workers than before
+            rng = ckpt.load_torch_state(storage.read_bytes(rng_uri))
+            torch.set_rng_state(rng["cpu"])
+            if device.type == "cuda" and "cuda" in rng:
+                torch.cuda.set_rng_state(rng["cuda"], device)
+        else:
+            torch.manual_seed(cfg.seed * 1000 + rank + start)
+        step = int(start)
+        history = list(storage.read_json(storage.join(cdir, ckpt.MODEL_JSON)).get("history", []))
+        log(f"train: resumed from step {step} ({cdir})")
+    else:
+        torch.manual_seed(cfg.seed * 1000 + rank + 1)  # different noise per worker
+    if distributed:
+        for module in (G, D, G_ema):
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+
+    # ---- data -----------------------------------------------------------------------
+    batches = _batches(ray.train.get_dataset_shard("train"), cfg, meta, rank, world, device, distributed)
+    val_images = _ValidationImages(meta.get("val_shards", []), cfg.val_batches * cfg.batch_size) if rank == 0 else None
+
+    def to_input(images: torch.Tensor) -> torch.Tensor:
+        x = images.to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        if mcfg.channels == 1:
+            x = x.mean(dim=1, keepdim=True)
+        if x.shape[-1] != mcfg.resolution:
+            x = F.interpolate(x, size=(mcfg.resolution, mcfg.resolution), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return x
+
+    # ---- loop -----------------------------------------------------------------------
+    t_start = t_log = time.time()
+    step_at_log = step
+    imgs_per_step = cfg.batch_size * world
+    stop = False
+    real_losses: list[float] = []  # D's loss on training reals since the last checkpoint
+    while step < cfg.steps and not stop:
+        images, styles = next(batches)
+        x_real, y = to_input(images), styles.to(device)
+        bs = x_real.shape[0]
+
+        # D step: real → 1, fake → 0.
+        z = torch.randn(bs, mcfg.z_dim, device=device)
+        with torch.no_grad():
+            x_fake = G(z, y)
+        logits = D(torch.cat([x_real, x_fake]), torch.cat([y, y]))
+        d_real_loss = F.softplus(-logits[:bs]).mean()
+        d_loss = d_real_loss + F.softplus(logits[bs:]).mean()
+        if cfg.r1_gamma > 0:
+            x_r1 = x_real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x_r1, y).sum(), x_r1, create_graph=True)
+            d_loss_total = d_loss + 0.5 * cfg.r1_gamma * grad.pow(2).flatten(1).sum(1).mean()
+        else:
+            d_loss_total = d_loss
+        opt_d.zero_grad(set_to_none=True)
+        d_loss_total.backward()
+        _average_gradients(D, world, distributed)
+        opt_d.step()
+
+        # G step (non-saturating): maximise log D(G(z)).
+        z = torch.randn(bs, mcfg.z_dim, device=device)
+        D.requires_grad_(False)
+        g_loss = F.softplus(-D(G(z, y), y)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        _average_gradients(G, world, distributed)
+        opt_g.step()
+        D.requires_grad_(True)
+
+        # EMA of G (decay warms up so short runs still get a useful average).
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        step += 1
+        real_losses.append(d_real_loss.item())
+
+        # Losses agreed across workers: every worker takes the same stop decision.
+        stats = torch.tensor([d_loss.item(), g_loss.item(), float(time_up(cfg, t_start))], dtype=torch.float64)
+        if distributed:
+            dist.all_reduce(stats)
+            stats[:2] /= world
+        d_val, g_val, stop = float(stats[0]), float(stats[1]), bool(stats[2] > 0)
+        if not (math.isfinite(d_val) and math.isfinite(g_val)) or max(abs(d_val), abs(g_val)) > cfg.max_loss:
+            last = meta.get("resume_step") if not history else history[-1]["step"]
+            raise DivergenceError(
+                f"training diverged at step {step}: d_loss={d_val:.4g} g_loss={g_val:.4g} "
+                f"(limit {cfg.max_loss}). The last good checkpoint (step {last}) in {cfg.out} is kept; "
+                "lower --lr-d/--lr-g or add --r1-gamma and run again with --resume."
+            )
+
+        if step % cfg.log_every == 0 or step == cfg.steps or stop:
+            now = time.time()
+            rate = (step - step_at_log) * imgs_per_step / max(now - t_log, 1e-9)
+            eta = (cfg.steps - step) * imgs_per_step / max(rate, 1e-9)
+            log(f"step {step}/{cfg.steps} | {rate:.1f} img/s | d_loss {d_val:.4f} g_loss {g_val:.4f} | "
+                f"ETA {_fmt_duration(eta)}")
+            t_log, step_at_log = now, step
+
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+            val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
+            entry = {"step": step, "d_loss": d_val, "g_loss": g_val,
+                     "d_train_real_loss": float(np.mean(real_losses)), **val}
+            real_losses = []
+            history.append(entry)
+            _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, opt_g, opt_d, history, distributed,
+                             device)
+            if val.get("d_val_real_loss") is not None:
+                log(f"checkpoint step {step}: D loss on val reals {val['d_val_real_loss']:.4f} "
+                    f"(train reals {entry['d_train_real_loss']:.4f}) → {ckpt.checkpoint_uri(cfg.out, step)}")
+            ray.train.report({k: v for k, v in entry.items() if v is not None})
+    if stop and step < cfg.steps:
+        log(f"train: time budget of {cfg.time_budget_s:.0f}s reached at step {step}; resume with --resume")
+
+
+def time_up(cfg: TrainConfig, t_start: float) -> bool:
+    return cfg.time_budget_s is not None and time.time() - t_start >= cfg.time_budget_s
+
+
+def _average_gradients(module: torch.nn.Module, world: int, distributed: bool) -> None:
+    if not distributed:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device, distributed: bool
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless (uint8 images NHWC, styles) batches of this worker's shard.
+
+    Epoch 1 streams from Ray Data. If the decoded shard fits in ``CACHE_LIMIT_BYTES``
+    it is kept, and later epochs are reshuffled in memory (no re-read, no re-decode);
+    otherwise every epoch streams. Workers agree on epoch ends, so none waits forever
+    in an all_reduce for a worker that ran out of data.
+    """
+    per_worker = meta["train_count"] / world
+    cache: list | None = [] if per_worker * meta["image_bytes"] <= CACHE_LIMIT_BYTES else None
+    epoch = 0
+    while True:
+        if cache is not None and epoch > 0:
+            images, styles = torch.cat([c[0] for c in cache]), torch.cat([c[1] for c in cache])
+            n = torch.tensor([len(images)], dtype=torch.long)
+            if distributed:
+                dist.all_reduce(n, op=dist.ReduceOp.MIN)
+            g = torch.Generator().manual_seed(cfg.seed * 7919 + rank * 104729 + epoch)
+            perm = torch.randperm(len(images), generator=g)[: int(n)]
+            for i in range(0, len(perm) - cfg.batch_size + 1, cfg.batch_size):
+                idx = perm[i : i + cfg.batch_size]
+                yield images[idx], styles[idx]
+        else:
+            it = iter(shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True, device="cpu",
+                                               local_shuffle_buffer_size=min(4 * cfg.batch_size, 1024),
+                                               local_shuffle_seed=cfg.seed + rank + epoch))
+            while True:
+                batch = next(it, None)
+                missing = torch.tensor([1.0 if batch is None else 0.0])
+                if distributed:
+                    dist.all_reduce(missing)
+                if missing.item() > 0:
+                    for _ in it:  # drain so the next epoch can start cleanly
+                        pass
+                    break
+                if cache is not None:
+                    cache.append((batch["image"], batch["style"]))
+                yield batch["image"], batch["style"]
+            if cache is not None and not cache:
+                raise RuntimeError("this worker received no training batch: dataset too small for the batch size")
+        epoch += 1
+
+
+class _ValidationImages:
+    """The first ``limit`` validation images, read straight from the val shards once
+    (a small read: not worth a Ray Data pipeline per checkpoint)."""
+
+    def __init__(self, shard_uris: list[str], limit: int) -> None:
+        self.shard_uris, self.limit = shard_uris, limit
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def get(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self._cache is None and self.shard_uris:
+            import io
+
+            import pyarrow.parquet as pq
+
+            from ray_gan.data.images import decode_png_batch
+
+            blobs, styles = [], []
+            for uri in self.shard_uris:
+                table = pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=["image", "style"])
+                blobs += table.column("image").to_pylist()
+                styles += table.column("style").to_pylist()
+                if len(blobs) >= self.limit:
+                    break
+            # Spread the sample over styles: shards are sorted by style.
+            idx = np.linspace(0, len(blobs) - 1, num=min(self.limit, len(blobs))).round().astype(int)
+            self._cache = (torch.from_numpy(decode_png_batch([blobs[i] for i in idx])),
+                           torch.tensor([styles[i] for i in idx], dtype=torch.long))
+        return self._cache
+
+
+@torch.no_grad()
+def _validation_loss(D, G_ema, val_images, to_input, mcfg: ModelConfig, cfg: TrainConfig, device) -> dict:
+    """D's loss on held-out real images (compare with its loss on training reals: a
+    growing gap means D memorises the training set), and on EMA fakes."""
+    data = val_images.get() if val_images is not None else None
+    if data is None:
+        return {"d_val_real_loss": None}
+    images, styles = data
+    losses = []
+    for i in range(0, len(images), cfg.batch_size):
+        x, y = to_input(images[i : i + cfg.batch_size]), styles[i : i + cfg.batch_size].to(device)
+        losses.append(F.softplus(-D(x, y)).sum().item())
+    z = torch.randn(len(images), mcfg.z_dim, device=device)
+    fake = F.softplus(D(G_ema(z, styles.to(device)), styles.to(device))).mean().item()
+    return {"d_val_real_loss": float(sum(losses) / len(images)), "d_val_fake_loss": fake}
+
+
+def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, opt_g, opt_d, history, distributed,
+                     device) -> None:
+    """Rank 0 writes weights and optimiser state, every rank its RNG; ``model.json``
+    last, after a barrier, so a checkpoint is either complete or invisible."""
+    cdir = ckpt.checkpoint_uri(cfg.out, step)
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    storage.write_bytes(storage.join(cdir, f"rng-rank-{rank}.pt"), ckpt.torch_state_bytes(rng))
+    if rank == 0:
+        g_bytes, ema_bytes, d_bytes = (ckpt.state_dict_bytes(m) for m in (G, G_ema, D))
+        storage.write_bytes(storage.join(cdir, "generator.safetensors"), g_bytes)
+        storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), ema_bytes)
+        storage.write_bytes(storage.join(cdir, "discriminator.safetensors"), d_bytes)
+        storage.write_bytes(storage.join(cdir, "optimizer.pt"),
+                            ckpt.torch_state_bytes({"g": opt_g.state_dict(), "d": opt_d.state_dict()}))
+        grid = _sample_grid(G_ema, mcfg, device)
+        storage.write_bytes(storage.join(cfg.out, "samples", f"{ckpt.checkpoint_name(step)}.png"), grid)
+    if distributed:
+        dist.barrier()
+    if rank == 0:
+        doc = {
+            "schema_version": ckpt.SCHEMA_VERSION,
+            "step": step,
+            "checkpoint": ckpt.checkpoint_name(step),
+            "model_config": mcfg.model_dump(),
+            "styles": meta["styles"],
+            "resolution": mcfg.resolution,
+            "dataset": {"uri": meta["dataset_uri"], "checksum": meta["dataset_checksum"]},
+            "train_config": cfg.model_dump(exclude={"resume"}),
+            "workers": world,
+            "weights_sha256": {
+                "generator": ckpt.sha256_hex(g_bytes),
+                "generator_ema": ckpt.sha256_hex(ema_bytes),
+                "discriminator": ckpt.sha256_hex(d_bytes),
+            },
+            "sample_grid": f"samples/{ckpt.checkpoint_name(step)}.png",
+            "history": history,
+        }
+        storage.write_json(storage.join(cdir, ckpt.MODEL_JSON), doc)
+        storage.write_json(storage.join(cfg.out, ckpt.MODEL_JSON), doc)
+    if distributed:
+        dist.barrier()
+
+
+@torch.no_grad()
+def _sample_grid(G_ema, mcfg: ModelConfig, device) -> bytes:
+    from ray_gan.data.images import encode_png
+
+    n_styles = min(mcfg.num_styles, MAX_SAMPLE_STYLES)
+    seeds = list(range(SAMPLE_COLS)) * n_styles
+    styles = torch.arange(n_styles).repeat_interleave(SAMPLE_COLS)
+    x = G_ema(latents_from_seeds(seeds, mcfg.z_dim).to(device), styles.to(device))
+    return encode_png(make_grid(to_uint8(x), cols=SAMPLE_COLS))
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"

@@ -1,0 +1,141 @@
+"""``ray-gan train``: the driver side of a Ray Train run.
+
+Builds the training Ray Dataset (train shards streamed and decoded by Ray Data; rank 0
+reads a sample of the val shards directly for D's validation loss), works out where to start (fresh, or the latest complete
+checkpoint with ``--resume``), and runs :func:`ray_gan.train.loop.train_loop_per_worker`
+on ``workers`` Ray Train workers with a unique run name, so an old Ray run directory
+is never resumed by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from ray_gan import checkpoint as ckpt
+from ray_gan import storage
+from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.data.dataset import image_dataset, read_dataset_info
+
+
+class TrainError(RuntimeError):
+    """A training run failed; the message says why and what was kept."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_uri: str
+    step: int
+    sample_grid: str
+
+
+def model_config_for(cfg: TrainConfig, styles: list[str], resolution: int) -> ModelConfig:
+    mcfg = ModelConfig.default_for(cfg.arch, num_styles=len(styles), resolution=resolution)
+    updates = {k: v for k, v in (("g_channels", cfg.g_channels), ("d_channels", cfg.d_channels)) if v}
+    return mcfg.model_copy(update=updates) if updates else mcfg
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    import ray.train
+    from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ray_gan.runtime import init_ray
+
+    info = read_dataset_info(cfg.dataset)
+    out = storage.normalize(cfg.out)
+    cfg = cfg.model_copy(update={"out": out, "dataset": info.uri})
+    existing = ckpt.latest_step(out)
+    resume_step = None
+    if existing is not None:
+        if not cfg.resume:
+            raise TrainError(
+                f"{out} already holds a model at step {existing}; pass --resume to continue it, "
+                "or choose another --out"
+            )
+        prev = ckpt.read_model_info(out)
+        mcfg = prev.config
+        if prev.styles != info.styles:
+            raise TrainError(f"cannot resume: model styles {prev.styles} != dataset styles {info.styles}")
+        if prev.raw["dataset"]["checksum"] != info.checksum:
+            log(f"train: warning: dataset {info.uri} changed since this model was trained (checksum differs)")
+        if prev.raw.get("train_config", {}).get("arch", mcfg.arch) != cfg.arch:
+            log(f"train: resuming a {mcfg.arch!r} model; --arch {cfg.arch!r} ignored")
+            cfg = cfg.model_copy(update={"arch": mcfg.arch})
+        if existing >= cfg.steps:
+            log(f"train: {out} is already at step {existing} >= --steps {cfg.steps}; nothing to do")
+            return TrainResult(out, existing, storage.join(out, prev.raw["sample_grid"]))
+        resume_step = existing
+    else:
+        if cfg.resume:
+            log(f"train: no checkpoint in {out} yet; starting from scratch")
+        mcfg = model_config_for(cfg, info.styles, info.resolution)
+    if info.count("train") < cfg.batch_size * cfg.workers:
+        raise TrainError(
+            f"the train split has {info.count('train')} images, fewer than one step needs "
+            f"({cfg.workers} workers × batch {cfg.batch_size}); lower --batch-size or --workers"
+        )
+
+    init_ray()
+    datasets = {"train": image_dataset(info, "train")}
+    meta = {
+        "resume_step": resume_step,
+        "styles": info.styles,
+        "dataset_uri": info.uri,
+        "dataset_checksum": info.checksum,
+        "train_count": info.count("train"),
+        "image_bytes": info.resolution * info.resolution * 3,
+        "val_shards": info.shard_uris("val"),
+    }
+    run_name = f"ray-gan-train-{uuid.uuid4().hex[:12]}"
+    if storage.is_s3(out):
+        fs, path = storage.filesystem(out)
+        run_config = RunConfig(name=run_name, storage_path=f"{path}/_ray", storage_filesystem=fs,
+                               failure_config=FailureConfig(max_failures=0))
+    else:
+        ray_dir = os.path.join(tempfile.gettempdir(), "ray_gan", "train-runs")
+        run_config = RunConfig(name=run_name, storage_path=ray_dir, failure_config=FailureConfig(max_failures=0))
+    use_gpu = cfg.gpus_per_worker > 0
+    resources = {"CPU": cfg.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = cfg.gpus_per_worker
+    trainer = TorchTrainer(
+        _loop,
+        train_loop_config={"train": cfg.model_dump(), "model": mcfg.model_dump(), "meta": meta},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=run_config,
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    log(
+        f"train: {mcfg.arch} {mcfg.resolution}px, {len(info.styles)} styles, {info.count('train')} train images, "
+        f"{cfg.workers} workers × batch {cfg.batch_size}, steps {resume_step or 0} → {cfg.steps}, out {out}"
+    )
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        raise TrainError(_failure_message(exc, out)) from None
+    final = ckpt.read_model_info(out)
+    grid = storage.join(out, final.raw["sample_grid"])
+    log(f"train: done at step {final.step}; model {out}; samples {grid}")
+    return TrainResult(out, final.step, grid)
+
+
+def _loop(config: dict) -> None:
+    from ray_gan.train.loop import train_loop_per_worker
+
+    train_loop_per_worker(config)
+
+
+def _failure_message(exc: Exception, out: str) -> str:
+    text = str(exc)
+    for line in reversed(text.splitlines()):
+        if "DivergenceError" in line or "training diverged" in line:
+            return line.split("DivergenceError:", 1)[-1].strip()
+    step = ckpt.latest_step(out)
+    kept = f"the last complete checkpoint (step {step}) is kept" if step is not None else "no checkpoint was written"
+    return f"training failed: {text.strip().splitlines()[-1] if text.strip() else exc!r}\n{kept} in {out}"

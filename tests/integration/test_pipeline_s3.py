@@ -1,0 +1,256 @@
+"""Every stage against a real S3 server (SeaweedFS) and a local Ray cluster:
+prepare → train → resume → batch (incl. a killed run) → serve."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import requests
+import yaml
+from PIL import Image
+
+from ray_gan import storage
+from ray_gan.batch.job import BatchError, read_manifest, run_batch
+from ray_gan.checkpoint import read_model_info
+from ray_gan.config import BatchJobSpec, PrepareConfig, ServeConfig, TrainConfig
+from ray_gan.data.dataset import read_dataset_info
+from ray_gan.data.prepare import prepare
+from ray_gan.generate.render import Renderer
+from ray_gan.train.trainer import TrainError, train
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def s3_dataset(ray_cluster, bucket, emoji_slice_on_s3) -> dict:
+    dst = f"s3://{bucket}/datasets/emoji32"
+    doc = prepare(PrepareConfig(src=emoji_slice_on_s3["uri"], dst=dst, resolution=32, val_fraction=0.2, seed=0,
+                                shard_rows=64))
+    return {"uri": dst, "doc": doc}
+
+
+@pytest.fixture(scope="module")
+def s3_model(s3_dataset, bucket) -> str:
+    out = f"s3://{bucket}/models/emoji-dcgan"
+    train(TrainConfig(dataset=s3_dataset["uri"], out=out, workers=2, steps=4, batch_size=8, checkpoint_every=2,
+                      log_every=1, g_channels=8, d_channels=8))
+    return out
+
+
+def test_prepare_reads_s3_skips_bad_files_and_writes_shards(s3_dataset, emoji_slice_on_s3):
+    doc = s3_dataset["doc"]
+    assert doc["styles"] == ["google", "openmoji", "twitter"]
+    n_good = emoji_slice_on_s3["n_good"]
+    assert doc["counts"]["train"]["total"] + doc["counts"]["val"]["total"] == n_good
+    assert doc["skipped"] == {"corrupt": 1, "not_image": 1, "duplicate": 1}
+    assert 0 < doc["counts"]["val"]["total"] < n_good * 0.4
+
+    info = read_dataset_info(s3_dataset["uri"])
+    rows = 0
+    for shard in info.shards:
+        table = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(info.uri, shard["path"]))))
+        assert table.num_rows == shard["rows"]
+        assert set(table.column_names) >= {"image", "style", "style_name", "source_key", "sha256", "width", "height"}
+        img = Image.open(io.BytesIO(table.column("image")[0].as_py()))
+        assert img.size == (32, 32) and img.mode == "RGB"
+        rows += table.num_rows
+    assert rows == n_good
+
+
+def test_split_is_the_same_on_every_run(s3_dataset, emoji_slice_on_s3, bucket):
+    again = f"s3://{bucket}/datasets/emoji32-again"
+    prepare(PrepareConfig(src=emoji_slice_on_s3["uri"], dst=again, resolution=32, val_fraction=0.2, seed=0,
+                          shard_rows=50))
+
+    def val_keys(uri):
+        info = read_dataset_info(uri)
+        keys = set()
+        for u in info.shard_uris("val"):
+            keys |= set(pq.read_table(io.BytesIO(storage.read_bytes(u))).column("source_key").to_pylist())
+        return keys
+
+    assert val_keys(again) == val_keys(s3_dataset["uri"])
+
+
+def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
+    info = read_model_info(s3_model)
+    assert info.step == 4 and info.styles == ["google", "openmoji", "twitter"]
+    assert [h["step"] for h in info.raw["history"]] == [2, 4]
+    assert info.raw["history"][-1]["d_val_real_loss"] is not None
+    assert info.raw["dataset"]["checksum"] == read_dataset_info(s3_dataset["uri"]).checksum
+    for name in ("generator.safetensors", "generator_ema.safetensors", "discriminator.safetensors",
+                 "optimizer.pt", "rng-rank-0.pt", "rng-rank-1.pt"):
+        assert storage.exists(storage.join(info.checkpoint, name)), name
+    assert storage.exists(storage.join(s3_model, "samples", "step-00000004.png"))
+
+    with pytest.raises(TrainError, match="--resume"):
+        train(TrainConfig(dataset=s3_dataset["uri"], out=s3_model, workers=2, steps=6, batch_size=8))
+
+    resumed = f"{s3_model}-resumed"
+    # Copy the run so far, then continue it to step 6.
+    for e in storage.list_files(s3_model):
+        storage.write_bytes(storage.join(resumed, e.key), storage.read_bytes(storage.join(s3_model, e.key)))
+    train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, workers=2, steps=6, batch_size=8, checkpoint_every=2,
+                      g_channels=8, d_channels=8, resume=True))
+    after = read_model_info(resumed)
+    assert after.step == 6
+    assert [h["step"] for h in after.raw["history"]] == [2, 4, 6]
+    assert after.raw["history"][:2] == info.raw["history"]
+    assert after.weights_sha256 != info.weights_sha256
+
+    # A loss over the divergence limit stops the run with a clear message; the last
+    # good checkpoint stays the model.
+    with pytest.raises(TrainError, match=r"diverged at step 7.*last good checkpoint \(step 6\)"):
+        train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, workers=2, steps=10, batch_size=8,
+                          checkpoint_every=2, max_loss=1e-3, resume=True))
+    kept = read_model_info(resumed)
+    assert kept.step == 6 and kept.weights_sha256 == after.weights_sha256
+    assert not storage.exists(storage.join(resumed, "checkpoints", "step-00000008", "model.json"))
+
+
+def _check_manifest(output: str, expected_rows: int, weights_sha: str) -> None:
+    m = read_manifest(output).to_pylist()
+    assert len(m) == expected_rows
+    assert len({r["image_id"] for r in m}) == expected_rows  # no duplicate
+    for r in m:
+        data = storage.read_bytes(r["image_uri"])  # every row's object exists …
+        assert hashlib.sha256(data).hexdigest() == r["image_sha256"]  # … with the recorded bytes
+        assert r["weights_sha256"] == weights_sha
+
+
+def test_batch_to_s3_is_deterministic_and_rerun_writes_nothing(s3_model, bucket):
+    spec = BatchJobSpec(job_id="b1", model=s3_model, styles=["google", "twitter"], variants_per_style=10,
+                        seed_base=100, truncation=0.7, output=f"s3://{bucket}/batch/b1", chunk_size=4, replicas=2)
+    res = run_batch(spec)
+    assert (res.images, res.chunks_run, res.images_written) == (20, 6, 20)
+    info = read_model_info(s3_model)
+    _check_manifest(spec.output, 20, info.weights_sha256)
+    rows = {r["image_id"]: r for r in read_manifest(spec.output).to_pylist()}
+    row = rows["twitter-00000003"]
+    assert (row["seed"], row["style"], row["truncation"], row["width"]) == (103, "twitter", 0.7, 32)
+    assert row["image_uri"] == f"s3://{bucket}/batch/b1/images/twitter/twitter-00000003.png"
+
+    # Reproducible from its manifest row alone.
+    r = Renderer(row["model_uri"], device="cpu")
+    img = r.render([r.info.styles.index(row["style"])], [row["seed"]], row["truncation"])[0]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(storage.read_bytes(row["image_uri"])))), img)
+
+    again = run_batch(spec)
+    assert (again.chunks_run, again.chunks_skipped, again.images_written) == (0, 6, 0)
+    _check_manifest(spec.output, 20, info.weights_sha256)
+
+    other = spec.model_copy(update={"output": f"s3://{bucket}/batch/b1-copy"})
+    run_batch(other)
+    for e in storage.list_files(storage.join(spec.output, "images")):
+        a = storage.read_bytes(storage.join(spec.output, "images", e.key))
+        assert a == storage.read_bytes(storage.join(other.output, "images", e.key))
+
+    with pytest.raises(BatchError, match="different variants_per_style"):
+        run_batch(spec.model_copy(update={"variants_per_style": 11}))
+
+
+def test_killed_batch_is_completed_by_a_rerun_without_duplicates(s3_model, bucket, ray_cluster, s3_server, tmp_path):
+    output = f"s3://{bucket}/batch/killed"
+    spec = dict(job_id="killed", model=s3_model, styles="all", variants_per_style=300, seed_base=0, truncation=1.0,
+                output=output, chunk_size=3, replicas=2)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster["address"], RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    proc = subprocess.Popen([sys.executable, "-m", "ray_gan.cli", "batch", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    total_parts = 3 * 100
+    client, prefix = s3_server["client"], "batch/killed/manifest/"
+    deadline = time.monotonic() + 240
+    try:
+        while True:  # wait until the job is visibly under way, then kill it hard
+            n = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0)
+            if n >= 5:
+                break
+            assert proc.poll() is None, "batch exited before it could be interrupted"
+            assert time.monotonic() < deadline, "batch made no progress"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    n_parts = len(storage.list_files(storage.join(output, "manifest")))
+    assert 5 <= n_parts < total_parts, "the run was not interrupted midway"
+    partial = read_manifest(output)
+    assert len(partial) == 3 * n_parts or len(partial) >= 3 * 5
+
+    res = run_batch(BatchJobSpec(**spec))
+    assert res.chunks_skipped >= n_parts
+    assert res.chunks_run + res.chunks_skipped == total_parts
+    _check_manifest(output, 900, read_model_info(s3_model).weights_sha256)
+    assert len(storage.list_files(storage.join(output, "images"))) == 900
+
+
+def test_serve_endpoints_bad_bodies_and_metrics(s3_model, ray_cluster, get_free_port):
+    from prometheus_client.parser import text_string_to_metric_families
+    from ray import serve
+
+    from ray_gan.serve.app import run_server
+
+    port = get_free_port()
+    run_server(ServeConfig(model=s3_model, max_batch_size=8), host="127.0.0.1", port=port, blocking=False)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        health = requests.get(f"{base}/healthz", timeout=60)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        styles = requests.get(f"{base}/v1/styles", timeout=60).json()
+        assert styles["styles"] == ["google", "openmoji", "twitter"]
+
+        body = {"styles": ["openmoji", "google"], "n": 3, "seed": 42, "truncation": 0.5}
+        resp = requests.post(f"{base}/v1/variants", json=body, timeout=120)
+        assert resp.status_code == 200, resp.text
+        images = resp.json()["images"]
+        assert [(i["style"], i["seed"]) for i in images] == [("openmoji", 42), ("openmoji", 43), ("openmoji", 44),
+                                                              ("google", 42), ("google", 43), ("google", 44)]
+        r = Renderer(s3_model, device="cpu")
+        expect = r.render([1], [43], 0.5)[0]
+        got = np.asarray(Image.open(io.BytesIO(base64.b64decode(images[1]["png_base64"]))))
+        assert np.array_equal(got, expect)  # same bytes as batch/generate for the same inputs
+        assert images[1]["sha256"] == hashlib.sha256(base64.b64decode(images[1]["png_base64"])).hexdigest()
+
+        for bad, needle in [
+            ({"styles": ["google"], "n": 0}, "greater than or equal to 1"),
+            ({"styles": ["nope"], "n": 1}, "unknown style"),
+            ({"styles": ["google"], "n": 1, "colour": "red"}, "Extra inputs"),
+            ({"styles": "google", "n": 1}, "valid list"),
+            ({"styles": ["google", "twitter", "openmoji", "google", "twitter"], "n": 64}, "exceeds"),
+        ]:
+            resp = requests.post(f"{base}/v1/variants", json=bad, timeout=60)
+            assert resp.status_code == 422, (bad, resp.text)
+            assert needle in resp.text, (bad, resp.text)
+        resp = requests.post(f"{base}/v1/variants", data=b"{not json", headers={"content-type": "application/json"},
+                             timeout=60)
+        assert resp.status_code == 422
+
+        deadline = time.monotonic() + 90
+        samples: dict = {}
+        while time.monotonic() < deadline:  # Ray exports metrics periodically
+            text = requests.get(f"http://127.0.0.1:{ray_cluster['metrics_port']}/metrics", timeout=30).text
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for fam in text_string_to_metric_families(text) for s in fam.samples
+                       if s.name.startswith("ray_gan_")}
+            if any(n.startswith("ray_gan_variant_requests") for n, _ in samples):
+                break
+            time.sleep(1)
+        ok = [v for (n, labels), v in samples.items()
+              if n.startswith("ray_gan_variant_requests") and ("status", "ok") in labels]
+        invalid = [v for (n, labels), v in samples.items()
+                   if n.startswith("ray_gan_variant_requests") and ("status", "invalid") in labels]
+        assert ok and ok[0] >= 1, samples
+        assert invalid and invalid[0] >= 2, samples
+        assert any(n.startswith("ray_gan_images_generated") for n, _ in samples)
+    finally:
+        serve.delete("ray-gan")

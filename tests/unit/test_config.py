@@ -1,0 +1,29 @@
+import pytest
+from pydantic import ValidationError
+
+from ray_gan.config import BatchJobSpec, ModelConfig, TrainConfig, VariantsRequest
+
+
+def test_unknown_fields_are_rejected():
+    with pytest.raises(ValidationError, match="extra"):
+        BatchJobSpec(job_id="j", model="m", variants_per_style=1, output="o", varaints=3)
+    with pytest.raises(ValidationError):
+        VariantsRequest(styles=["a"], n=2, colour="red")
+
+
+def test_ranges_and_ids():
+    with pytest.raises(ValidationError):
+        VariantsRequest(styles=[], n=1)
+    with pytest.raises(ValidationError):
+        VariantsRequest(styles=["a"], n=0)
+    with pytest.raises(ValidationError, match="job_id"):
+        BatchJobSpec(job_id="../etc", model="m", variants_per_style=1, output="o")
+    with pytest.raises(ValidationError, match="power-of-two"):
+        ModelConfig(arch="dcgan", resolution=48)
+    assert TrainConfig(dataset="d", out="o").workers == 2
+
+
+def test_vanilla_defaults_are_the_classic_mlp():
+    c = ModelConfig.default_for("vanilla", num_styles=1, resolution=32)
+    assert (c.z_dim, c.resolution, c.channels, c.conditional) == (100, 28, 1, False)
+    assert ModelConfig.default_for("vanilla", num_styles=3, resolution=32).conditional

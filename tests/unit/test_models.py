@@ -1,0 +1,49 @@
+import pytest
+import torch
+from torch import nn
+
+from ray_gan.config import ModelConfig
+from ray_gan.models import build_discriminator, build_generator
+from ray_gan.models.vanilla import VanillaDiscriminator, VanillaGenerator
+
+
+@pytest.mark.parametrize("res", [16, 32, 64])
+def test_dcgan_shapes(res):
+    cfg = ModelConfig(arch="dcgan", resolution=res, num_styles=3, g_channels=8, d_channels=8)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    z, s = torch.randn(4, cfg.z_dim), torch.tensor([0, 1, 2, 0])
+    x = G(z, s)
+    assert x.shape == (4, 3, res, res)
+    assert x.abs().max() <= 1.0
+    assert D(x, s).shape == (4,)
+
+
+def test_dcgan_style_changes_output_and_latent_matters():
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="dcgan", resolution=16, num_styles=2, g_channels=8, d_channels=8)
+    G = build_generator(cfg).eval()
+    z = torch.randn(2, cfg.z_dim)
+    with torch.no_grad():
+        G.bn0.gain.weight[1] += 0.5  # make style 1 differ from style 0
+        a, b = G(z, torch.tensor([0, 0])), G(z, torch.tensor([1, 1]))
+    assert not torch.allclose(a, b)
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_vanilla_is_the_classic_architecture():
+    cfg = ModelConfig.default_for("vanilla", num_styles=1, resolution=28)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    assert isinstance(G, VanillaGenerator) and isinstance(D, VanillaDiscriminator)
+    g_lin = [(m.in_features, m.out_features) for m in G.modules() if isinstance(m, nn.Linear)]
+    d_lin = [(m.in_features, m.out_features) for m in D.modules() if isinstance(m, nn.Linear)]
+    assert g_lin == [(100, 256), (256, 512), (512, 1024), (1024, 784)]
+    assert d_lin == [(784, 1024), (1024, 512), (512, 256), (256, 1)]
+    bns = [m for m in G.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert [b.momentum for b in bns] == pytest.approx([0.2, 0.2])  # Keras momentum 0.8
+    assert all(b.eps == pytest.approx(1e-5) for b in bns)
+    assert all(m.negative_slope == 0.2 for m in G.modules() if isinstance(m, nn.LeakyReLU))
+    assert isinstance(list(G.modules())[-1], nn.Tanh)
+    x = G(torch.randn(3, 100), torch.zeros(3, dtype=torch.long))
+    assert x.shape == (3, 1, 28, 28)
+    p = D.probability(x, torch.zeros(3, dtype=torch.long))
+    assert ((p > 0) & (p < 1)).all()
