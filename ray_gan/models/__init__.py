@@ -14,20 +14,24 @@ from ray_gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ray_gan.models.vanilla import VanillaDiscriminator, VanillaGenerator
 
 
+_ARCHS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "dcgan": (DCGANGenerator, DCGANDiscriminator),
+    "vanilla": (VanillaGenerator, VanillaDiscriminator),
+}
+
+
+def _arch(cfg: ModelConfig) -> tuple[type[nn.Module], type[nn.Module]]:
+    if cfg.arch not in _ARCHS:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; known: {sorted(_ARCHS)}")
+    return _ARCHS[cfg.arch]
+
+
 def build_generator(cfg: ModelConfig) -> nn.Module:
-    if cfg.arch == "dcgan":
-        return DCGANGenerator(cfg)
-    if cfg.arch == "vanilla":
-        return VanillaGenerator(cfg)
-    raise ValueError(f"unknown architecture {cfg.arch!r}")
+    return _arch(cfg)[0](cfg)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:
-    if cfg.arch == "dcgan":
-        return DCGANDiscriminator(cfg)
-    if cfg.arch == "vanilla":
-        return VanillaDiscriminator(cfg)
-    raise ValueError(f"unknown architecture {cfg.arch!r}")
+    return _arch(cfg)[1](cfg)
 
 
 __all__ = ["build_generator", "build_discriminator"]

@@ -2,7 +2,8 @@
 (Miyato & Koyama, 2018) and spectral normalisation in D (Miyato et al., 2018).
 
 G: z → linear → 4×4 → (×2 transposed conv, style-conditional BN, ReLU)* → conv → tanh.
-D: (conv stride 2, LeakyReLU 0.2)* down to 4×4 → φ(x); logit = w·φ(x) + embed(style)·φ(x).
+D: (conv stride 2, LeakyReLU 0.2)* down to 4×4 → minibatch-stddev channel → φ(x);
+   logit = w·φ(x) + embed(style)·φ(x).
 """
 
 from __future__ import annotations
@@ -65,6 +66,26 @@ class DCGANGenerator(nn.Module):
         return torch.tanh(self.to_rgb(h))
 
 
+class MinibatchStdDev(nn.Module):
+    """Minibatch standard deviation (Karras et al., 2018, "Progressive Growing of GANs"):
+    appends, per group of ``group_size`` samples, the mean feature standard deviation
+    as one more channel, so D can see a batch that lacks variety (e.g. every fake in
+    one colour) and G is pushed to cover the data's modes. Call D on reals and fakes
+    separately so a group never mixes the two."""
+
+    def __init__(self, group_size: int = 4) -> None:
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = next(k for k in range(min(self.group_size, n), 0, -1) if n % k == 0)
+        y = x.float().view(g, n // g, c, h, w)
+        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
+        y = y.to(x.dtype).view(1, n // g, 1, 1, 1).expand(g, -1, 1, h, w).reshape(n, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
 class DCGANDiscriminator(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -77,13 +98,14 @@ class DCGANDiscriminator(nn.Module):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        feat_dim = c_in * 4 * 4
+        self.mbstd = MinibatchStdDev()
+        feat_dim = (c_in + 1) * 4 * 4
         self.head = spectral_norm(nn.Linear(feat_dim, 1))
         self.embed = spectral_norm(nn.Embedding(cfg.num_styles, feat_dim)) if cfg.conditional else None
         _init_weights(self)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        phi = self.features(x).flatten(1)
+        phi = self.mbstd(self.features(x)).flatten(1)
         out = self.head(phi).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(style) * phi).sum(dim=1)

@@ -14,6 +14,7 @@ identical throughout.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from typing import Iterator
@@ -49,7 +50,11 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     distributed = dist.is_available() and dist.is_initialized() and world > 1
-    log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
+    # Ray Train forwards the logging module's records to the driver (once; a print
+    # would be both teed and logged, so it shows twice).
+    logger = logging.getLogger("ray_gan.train")
+    logger.setLevel(logging.INFO)
+    log = logger.info if rank == 0 else (lambda msg: None)
 
     # ---- models and optimisers -------------------------------------------------------
     torch.manual_seed(cfg.seed)  # same init everywhere (rank 0 is broadcast anyway)
@@ -103,8 +108,8 @@ def train_loop_per_worker(config: dict) -> None:
         return x
 
     # ---- loop -----------------------------------------------------------------------
-    t_start = t_log = time.time()
-    step_at_log = step
+    t_start = t_log = t_ckpt = time.time()
+    step_at_log = step_at_ckpt = step
     imgs_per_step = cfg.batch_size * world
     stop = False
     real_losses: list[float] = []  # D's loss on training reals since the last checkpoint
@@ -117,9 +122,9 @@ def train_loop_per_worker(config: dict) -> None:
         z = torch.randn(bs, mcfg.z_dim, device=device)
         with torch.no_grad():
             x_fake = G(z, y)
-        logits = D(torch.cat([x_real, x_fake]), torch.cat([y, y]))
-        d_real_loss = F.softplus(-logits[:bs]).mean()
-        d_loss = d_real_loss + F.softplus(logits[bs:]).mean()
+        # Reals and fakes in separate calls: D's minibatch-stddev groups must not mix them.
+        d_real_loss = F.softplus(-D(x_real, y)).mean()
+        d_loss = d_real_loss + F.softplus(D(x_fake, y)).mean()
         if cfg.r1_gamma > 0:
             x_r1 = x_real.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(D(x_r1, y).sum(), x_r1, create_graph=True)
@@ -175,7 +180,8 @@ def train_loop_per_worker(config: dict) -> None:
 
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
-            entry = {"step": step, "d_loss": d_val, "g_loss": g_val,
+            rate = (step - step_at_ckpt) * imgs_per_step / max(time.time() - t_ckpt, 1e-9)
+            entry = {"step": step, "d_loss": d_val, "g_loss": g_val, "images_per_s": round(rate, 2),
                      "d_train_real_loss": float(np.mean(real_losses)), **val}
             real_losses = []
             history.append(entry)
@@ -185,6 +191,7 @@ def train_loop_per_worker(config: dict) -> None:
                 log(f"checkpoint step {step}: D loss on val reals {val['d_val_real_loss']:.4f} "
                     f"(train reals {entry['d_train_real_loss']:.4f}) → {ckpt.checkpoint_uri(cfg.out, step)}")
             ray.train.report({k: v for k, v in entry.items() if v is not None})
+            t_ckpt, step_at_ckpt = time.time(), step
     if stop and step < cfg.steps:
         log(f"train: time budget of {cfg.time_budget_s:.0f}s reached at step {step}; resume with --resume")
 
