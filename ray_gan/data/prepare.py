@@ -21,6 +21,8 @@ import datetime as _dt
 import hashlib
 import io
 import math
+import zipfile
+import zlib
 from collections import Counter
 from typing import Callable
 
@@ -58,36 +60,31 @@ def _order_key(sha256: str, seed: int) -> str:
     return hashlib.sha256(f"order:{seed}:{sha256}".encode()).hexdigest()
 
 
-class _Process:
-    """Ray Data UDF: a batch of source keys → processed rows (or skip reasons)."""
-
-    def __init__(self, src: str, resolution: int, max_pixels: int, max_file_bytes: int) -> None:
-        self.src, self.resolution = src, resolution
-        self.max_pixels, self.max_file_bytes = max_pixels, max_file_bytes
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        reader = SourceReader(self.src)
-        out: dict[str, list] = {k: [] for k in ("key", "style_name", "status", "detail", "image", "sha256")}
-        try:
-            for key, style in zip(batch["key"], batch["style_name"]):
-                status, detail, image, digest = "ok", "", b"", ""
+def _process_batch(batch: dict[str, np.ndarray], src: str, resolution: int, max_pixels: int,
+                   max_file_bytes: int) -> dict[str, list]:
+    """Ray Data UDF (a stateless task): a batch of source keys → processed rows or skip reasons."""
+    reader = SourceReader(src)
+    out: dict[str, list] = {k: [] for k in ("key", "style_name", "status", "detail", "image", "sha256")}
+    try:
+        for key, style in zip(batch["key"], batch["style_name"]):
+            status, detail, image, digest = "ok", "", b"", ""
+            try:
                 try:
-                    try:
-                        data = reader.read(str(key))
-                    except (OSError, ValueError, KeyError) as exc:  # bad zip member, CRC error
-                        if isinstance(exc, storage.StorageError):
-                            raise
-                        raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
-                    digest = hashlib.sha256(data).hexdigest()
-                    image, _, _ = process_image(data, self.resolution, self.max_pixels, self.max_file_bytes)
-                except SkipImage as skip:
-                    status, detail, image = skip.reason, skip.detail, b""
-                for k, v in (("key", str(key)), ("style_name", str(style)), ("status", status),
-                             ("detail", detail), ("image", image), ("sha256", digest)):
-                    out[k].append(v)
-        finally:
-            reader.close()
-        return out
+                    data = reader.read(str(key))
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as exc:
+                    # A damaged zip member (bad header, CRC mismatch). StorageError (an
+                    # unreachable file or bucket) is not caught: that fails the job.
+                    raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
+                digest = hashlib.sha256(data).hexdigest()
+                image, _, _ = process_image(data, resolution, max_pixels, max_file_bytes)
+            except SkipImage as skip:
+                status, detail, image = skip.reason, skip.detail, b""
+            for k, v in (("key", str(key)), ("style_name", str(style)), ("status", status),
+                         ("detail", detail), ("image", image), ("sha256", digest)):
+                out[k].append(v)
+    finally:
+        reader.close()
+    return out
 
 
 class _WriteShard:
@@ -135,11 +132,10 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
     n_blocks = max(1, math.ceil(len(items) / cfg.files_per_task))
     ds = ray.data.from_items([{"key": i.key, "style_name": i.style} for i in items], override_num_blocks=n_blocks)
     ds = ds.map_batches(
-        _Process,
-        fn_constructor_kwargs=dict(src=cfg.src, resolution=cfg.resolution, max_pixels=cfg.max_pixels,
-                                   max_file_bytes=cfg.max_file_bytes),
+        _process_batch,
+        fn_kwargs=dict(src=cfg.src, resolution=cfg.resolution, max_pixels=cfg.max_pixels,
+                       max_file_bytes=cfg.max_file_bytes),
         batch_size=cfg.files_per_task,
-        concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
     ).materialize()
 
     meta = ds.select_columns(["key", "style_name", "status", "sha256"]).to_pandas()
@@ -173,7 +169,7 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
     to_write = ds.filter(expr="status == 'ok'").map_batches(_assign).filter(expr="shard != ''")
     dst = storage.normalize(cfg.dst)
     written = (
-        to_write.groupby("shard")
+        to_write.groupby("shard", num_partitions=max(1, keep.shard.nunique()))
         .map_groups(_WriteShard, fn_constructor_kwargs=dict(dst=dst, styles=styles, resolution=cfg.resolution,
                                                           seed=cfg.seed),
                     concurrency=1)
