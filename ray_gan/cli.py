@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import yaml
+
     from ray_gan.batch.job import BatchError
     from ray_gan.storage import StorageError
     from ray_gan.train.trainer import TrainError
@@ -158,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"ray-gan {args.command}: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    except (StorageError, TrainError, BatchError, ValueError, FileNotFoundError) as exc:
+    except (StorageError, TrainError, BatchError, ValueError, FileNotFoundError, yaml.YAMLError) as exc:
         print(f"ray-gan {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

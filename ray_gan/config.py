@@ -93,9 +93,6 @@ class TrainConfig(_Strict):
     resume: bool = False
     g_channels: int | None = Field(None, ge=4)
     d_channels: int | None = Field(None, ge=4)
-    fail_at_step: int | None = Field(
-        None, ge=1, description="Testing aid: raise a simulated crash at this step (after its checkpoint)."
-    )
 
 
 class BatchJobSpec(_Strict):

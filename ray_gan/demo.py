@@ -30,8 +30,11 @@ def run_demo(workdir: str = "ray-gan-demo", train_seconds: float = 180.0) -> dic
     result = train(TrainConfig(dataset=dataset, out=model, arch="dcgan", workers=2, steps=DEMO_STEPS,
                                batch_size=32, checkpoint_every=250, log_every=50, time_budget_s=train_seconds,
                                g_channels=32, d_channels=32, resume=True))
-    spec = BatchJobSpec(job_id="demo", model=model, styles="all", variants_per_style=VARIANTS_PER_STYLE,
-                        seed_base=0, truncation=0.8, output=batch, chunk_size=16, replicas=2)
+    # One batch output per model step: a re-run that trained further is a new job.
+    batch = os.path.join(batch, f"step-{result.step:08d}")
+    spec = BatchJobSpec(job_id=f"demo-step-{result.step}", model=model, styles="all",
+                        variants_per_style=VARIANTS_PER_STYLE, seed_base=0, truncation=0.8, output=batch,
+                        chunk_size=16, replicas=2)
     run_batch(spec)
     paths = {
         "images": os.path.join(batch, "images"),

@@ -36,6 +36,8 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     kwargs: dict[str, Any] = {"region": region}
     if endpoint:
+        if "://" not in endpoint:
+            endpoint = "https://" + endpoint
         parsed = urlparse(endpoint)
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
         kwargs["scheme"] = parsed.scheme or "https"
@@ -51,6 +53,8 @@ def _s3_filesystem() -> pafs.S3FileSystem:
 
 
 _FS_CACHE: dict[tuple, pafs.FileSystem] = {}
+_S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -64,10 +68,7 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         parsed = urlparse(uri)
         if not parsed.netloc:
             raise StorageError(f"S3 URI has no bucket: {uri!r}")
-        env_key = tuple(
-            os.environ.get(k)
-            for k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        )
+        env_key = tuple(os.environ.get(k) for k in _S3_ENV)
         fs = _FS_CACHE.get(env_key)
         if fs is None:
             fs = _FS_CACHE[env_key] = _s3_filesystem()

@@ -8,8 +8,9 @@ atomically. Hence, for any interruption:
 
 * a manifest row exists only if its image object was written before it;
 * a chunk whose part exists is complete and is skipped on a re-run;
-* a re-run renders only the chunks without a part, and writes only the images that are
-  missing (rendering is deterministic, so rewritten bytes would be identical anyway);
+* a re-run renders only the chunks without a part and writes only the images that are
+  missing; a row for an image kept from the interrupted run records the stored bytes'
+  sha256 (they match a fresh render on the same kind of device);
 * part names are fixed per chunk, so the manifest never holds a duplicate row.
 
 Output layout::
@@ -130,7 +131,11 @@ class _GenerateChunks:
                 data = encode_image(img, spec.image_format)
                 key = f"{iid}.{ext}"
                 uri = storage.join(self.output, IMAGES_DIR, style, key)
-                if key not in have:
+                if key in have:
+                    # Left by an interrupted run: keep it, and describe the bytes that are
+                    # actually stored (they may come from another device or encoder).
+                    data = storage.read_bytes(uri)
+                else:
                     storage.write_bytes(uri, data)
                     written += 1
                 rows.append({

@@ -71,9 +71,14 @@ def _process_batch(batch: dict[str, np.ndarray], src: str, resolution: int, max_
             try:
                 try:
                     data = reader.read(str(key))
-                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as exc:
-                    # A damaged zip member (bad header, CRC mismatch). StorageError (an
-                    # unreachable file or bucket) is not caught: that fails the job.
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+                        NotImplementedError) as exc:
+                    # A damaged or unsupported zip member (bad header, CRC mismatch, Deflate64).
+                    # StorageError (an unreachable file or bucket) is not caught: it fails the job.
+                    raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
+                except RuntimeError as exc:  # encrypted zip member
+                    if isinstance(exc, storage.StorageError):
+                        raise
                     raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
                 digest = hashlib.sha256(data).hexdigest()
                 image, _, _ = process_image(data, resolution, max_pixels, max_file_bytes)
@@ -160,6 +165,9 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
     plan = dict(zip(keep.key, keep.shard))
 
     plan_ref = ray.put(plan)
+    dst = storage.normalize(cfg.dst)
+    # An interrupted re-run must not leave an old dataset.json describing new shards.
+    storage.delete(storage.join(dst, DATASET_JSON))
 
     def _assign(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         p = ray.get(plan_ref)
@@ -167,7 +175,6 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
         return batch
 
     to_write = ds.filter(expr="status == 'ok'").map_batches(_assign).filter(expr="shard != ''")
-    dst = storage.normalize(cfg.dst)
     written = (
         to_write.groupby("shard", num_partitions=max(1, keep.shard.nunique()))
         .map_groups(_WriteShard, fn_constructor_kwargs=dict(dst=dst, styles=styles, resolution=cfg.resolution,

@@ -157,7 +157,8 @@ def train_loop_per_worker(config: dict) -> None:
         real_losses.append(d_real_loss.item())
 
         # Losses agreed across workers: every worker takes the same stop decision.
-        stats = torch.tensor([d_loss.item(), g_loss.item(), float(time_up(cfg, t_start))], dtype=torch.float64)
+        stats = torch.tensor([d_loss.item(), g_loss.item(), float(time_up(cfg, t_start))], dtype=torch.float64,
+                             device=device)
         if distributed:
             dist.all_reduce(stats)
             stats[:2] /= world
@@ -180,6 +181,7 @@ def train_loop_per_worker(config: dict) -> None:
 
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
+            _check_finite(step, cfg, G, D, distributed, device, history)
             rate = (step - step_at_ckpt) * imgs_per_step / max(time.time() - t_ckpt, 1e-9)
             entry = {"step": step, "d_loss": d_val, "g_loss": g_val, "images_per_s": round(rate, 2),
                      "d_train_real_loss": float(np.mean(real_losses)), **val}
@@ -194,6 +196,20 @@ def train_loop_per_worker(config: dict) -> None:
             t_ckpt, step_at_ckpt = time.time(), step
     if stop and step < cfg.steps:
         log(f"train: time budget of {cfg.time_budget_s:.0f}s reached at step {step}; resume with --resume")
+
+
+def _check_finite(step: int, cfg: TrainConfig, G, D, distributed: bool, device, history: list[dict]) -> None:
+    """Never publish a checkpoint with non-finite weights (finite losses can precede them)."""
+    ok = all(bool(torch.isfinite(p).all()) for m in (G, D) for p in m.parameters())
+    flag = torch.tensor([0.0 if ok else 1.0], device=device)
+    if distributed:
+        dist.all_reduce(flag)
+    if flag.item() > 0:
+        last = history[-1]["step"] if history else None
+        raise DivergenceError(
+            f"training diverged at step {step}: non-finite weights. The last good checkpoint (step {last}) in "
+            f"{cfg.out} is kept; lower --lr-d/--lr-g or add --r1-gamma and run again with --resume."
+        )
 
 
 def time_up(cfg: TrainConfig, t_start: float) -> bool:
@@ -228,7 +244,7 @@ def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device,
     while True:
         if cache is not None and epoch > 0:
             images, styles = torch.cat([c[0] for c in cache]), torch.cat([c[1] for c in cache])
-            n = torch.tensor([len(images)], dtype=torch.long)
+            n = torch.tensor([len(images)], dtype=torch.long, device=device)
             if distributed:
                 dist.all_reduce(n, op=dist.ReduceOp.MIN)
             g = torch.Generator().manual_seed(cfg.seed * 7919 + rank * 104729 + epoch)
@@ -242,7 +258,7 @@ def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device,
                                                local_shuffle_seed=cfg.seed + rank + epoch))
             while True:
                 batch = next(it, None)
-                missing = torch.tensor([1.0 if batch is None else 0.0])
+                missing = torch.tensor([1.0 if batch is None else 0.0], device=device)
                 if distributed:
                     dist.all_reduce(missing)
                 if missing.item() > 0:
@@ -280,7 +296,7 @@ class _ValidationImages:
                 styles += table.column("style").to_pylist()
                 if len(blobs) >= self.limit:
                     break
-            # Spread the sample over styles: shards are sorted by style.
+            # An evenly spaced sample of the (hash-ordered) val shards.
             idx = np.linspace(0, len(blobs) - 1, num=min(self.limit, len(blobs))).round().astype(int)
             self._cache = (torch.from_numpy(decode_png_batch([blobs[i] for i in idx])),
                            torch.tensor([styles[i] for i in idx], dtype=torch.long))
@@ -294,6 +310,14 @@ def _validation_loss(D, G_ema, val_images, to_input, mcfg: ModelConfig, cfg: Tra
     data = val_images.get() if val_images is not None else None
     if data is None:
         return {"d_val_real_loss": None}
+    D.eval()  # no spectral-norm power iteration here: D must stay identical on every rank
+    try:
+        return _d_losses(D, G_ema, data, to_input, mcfg, cfg, device)
+    finally:
+        D.train()
+
+
+def _d_losses(D, G_ema, data, to_input, mcfg: ModelConfig, cfg: TrainConfig, device) -> dict:
     images, styles = data
     losses = []
     for i in range(0, len(images), cfg.batch_size):

@@ -58,3 +58,13 @@ def test_bad_uris():
         storage.filesystem("gs://bucket/key")
     with pytest.raises(storage.StorageError, match="not found"):
         storage.read_bytes("/definitely/not/here")
+
+
+def test_endpoint_without_scheme_and_cache_follows_env(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "minio.example:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    fs1, _ = storage.filesystem("s3://b/k")
+    assert fs1.region == "eu-west-1"
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "t2")
+    fs2, _ = storage.filesystem("s3://b/k")
+    assert fs2 is not fs1  # a changed credential variable gives a new client
