@@ -21,8 +21,6 @@ import datetime as _dt
 import hashlib
 import io
 import math
-import zipfile
-import zlib
 from collections import Counter
 from typing import Callable
 
@@ -71,14 +69,9 @@ def _process_batch(batch: dict[str, np.ndarray], src: str, resolution: int, max_
             try:
                 try:
                     data = reader.read(str(key))
-                except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-                        NotImplementedError) as exc:
-                    # A damaged or unsupported zip member (bad header, CRC mismatch, Deflate64).
-                    # StorageError (an unreachable file or bucket) is not caught: it fails the job.
-                    raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
-                except RuntimeError as exc:  # encrypted zip member
-                    if isinstance(exc, storage.StorageError):
-                        raise
+                except storage.StorageError:
+                    raise  # an unreachable file or bucket fails the job
+                except Exception as exc:  # noqa: BLE001 - a damaged, encrypted or Deflate64 zip member
                     raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
                 digest = hashlib.sha256(data).hexdigest()
                 image, _, _ = process_image(data, resolution, max_pixels, max_file_bytes)

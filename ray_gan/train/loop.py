@@ -154,22 +154,19 @@ def train_loop_per_worker(config: dict) -> None:
             for b_ema, b in zip(G_ema.buffers(), G.buffers()):
                 b_ema.copy_(b)
         step += 1
-        real_losses.append(d_real_loss.item())
 
-        # Losses agreed across workers: every worker takes the same stop decision.
-        stats = torch.tensor([d_loss.item(), g_loss.item(), float(time_up(cfg, t_start))], dtype=torch.float64,
-                             device=device)
+        # Losses agreed across workers, in one all_reduce and one device→host copy per
+        # step: every worker takes the same stop decision.
+        stats = torch.stack([d_loss.detach(), g_loss.detach(), d_real_loss.detach()]).double()
+        stats = torch.cat([stats, torch.tensor([float(time_up(cfg, t_start))], dtype=torch.float64, device=device)])
         if distributed:
             dist.all_reduce(stats)
-            stats[:2] /= world
-        d_val, g_val, stop = float(stats[0]), float(stats[1]), bool(stats[2] > 0)
+            stats[:3] /= world
+        d_val, g_val, d_real_val, stop_flag = stats.tolist()
+        stop = stop_flag > 0
+        real_losses.append(d_real_val)
         if not (math.isfinite(d_val) and math.isfinite(g_val)) or max(abs(d_val), abs(g_val)) > cfg.max_loss:
-            last = meta.get("resume_step") if not history else history[-1]["step"]
-            raise DivergenceError(
-                f"training diverged at step {step}: d_loss={d_val:.4g} g_loss={g_val:.4g} "
-                f"(limit {cfg.max_loss}). The last good checkpoint (step {last}) in {cfg.out} is kept; "
-                "lower --lr-d/--lr-g or add --r1-gamma and run again with --resume."
-            )
+            raise _diverged(step, cfg, history, f"d_loss={d_val:.4g} g_loss={g_val:.4g} (limit {cfg.max_loss})")
 
         if step % cfg.log_every == 0 or step == cfg.steps or stop:
             now = time.time()
@@ -205,11 +202,15 @@ def _check_finite(step: int, cfg: TrainConfig, G, D, distributed: bool, device, 
     if distributed:
         dist.all_reduce(flag)
     if flag.item() > 0:
-        last = history[-1]["step"] if history else None
-        raise DivergenceError(
-            f"training diverged at step {step}: non-finite weights. The last good checkpoint (step {last}) in "
-            f"{cfg.out} is kept; lower --lr-d/--lr-g or add --r1-gamma and run again with --resume."
-        )
+        raise _diverged(step, cfg, history, "non-finite weights")
+
+
+def _diverged(step: int, cfg: TrainConfig, history: list[dict], why: str) -> DivergenceError:
+    last = history[-1]["step"] if history else None  # history is restored on --resume
+    return DivergenceError(
+        f"training diverged at step {step}: {why}. The last good checkpoint (step {last}) in {cfg.out} is kept; "
+        "lower --lr-d/--lr-g or add --r1-gamma and run again with --resume."
+    )
 
 
 def time_up(cfg: TrainConfig, t_start: float) -> bool:
