@@ -110,6 +110,25 @@ def latest_step(model_uri: str) -> int | None:
     return int(storage.read_json(storage.join(model_uri, MODEL_JSON))["step"])
 
 
+def write_generator_model(model_uri: str, G: torch.nn.Module, config: ModelConfig, styles: list[str], step: int,
+                          extra: dict | None = None) -> ModelInfo:
+    """A model directory holding only an EMA generator (blended, imported or test
+    models): what ``generate``, ``batch``, ``serve``, ``evaluate`` and ``export`` need.
+    Training cannot resume from it (no D, no optimiser state)."""
+    if storage.exists(storage.join(model_uri, MODEL_JSON)):
+        raise storage.StorageError(f"{model_uri} already holds a model; choose another output")
+    data = state_dict_bytes(G)
+    cdir = checkpoint_uri(model_uri, step)
+    storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), data)
+    doc = {"schema_version": SCHEMA_VERSION, "step": step, "checkpoint": checkpoint_name(step),
+           "model_config": config.model_dump(), "styles": list(styles), "resolution": config.resolution,
+           "dataset": None, "weights_sha256": {"generator_ema": sha256_hex(data)}, "sample_grid": None,
+           "history": [], **(extra or {})}
+    storage.write_json(storage.join(cdir, MODEL_JSON), doc)
+    storage.write_json(storage.join(model_uri, MODEL_JSON), doc)
+    return read_model_info(model_uri)
+
+
 def load_generator(model_uri: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
     """The EMA generator of the latest checkpoint, in eval mode, with its sha256 verified."""
     from ray_gan.models import build_generator

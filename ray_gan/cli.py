@@ -44,12 +44,102 @@ def cmd_train(a: argparse.Namespace) -> None:
     train(TrainConfig(**fields))
 
 
+def _truncation(value: str) -> float | dict[str, float]:
+    """``0.7`` or ``flat=0.5,outline=0.8`` (per style; others 1.0)."""
+    if "=" not in value:
+        return float(value)
+    out = {}
+    for item in _styles(value):
+        name, _, v = item.partition("=")
+        out[name.strip()] = float(v)
+    return out
+
+
+def _edits(values: list[str] | None) -> dict[str, float]:
+    out = {}
+    for item in values or []:
+        name, sep, v = item.partition("=")
+        if not sep:
+            raise ValueError(f"--edit expects NAME=STRENGTH, got {item!r}")
+        out[name.strip()] = float(v)
+    return out
+
+
+def _mix(a: argparse.Namespace):
+    from ray_gan.config import MixSpec
+
+    if not a.mix_layers:
+        return None
+    return MixSpec(layers=a.mix_layers, style=a.mix_style, seed=a.mix_seed)
+
+
 def cmd_generate(a: argparse.Namespace) -> None:
     from ray_gan.generate.local import generate_images
 
-    res = generate_images(a.model, _styles(a.styles) if a.styles else None, a.n, a.seed, a.truncation, a.out,
-                          a.format, a.device)
+    res = generate_images(a.model, _styles(a.styles) if a.styles else None, a.n, a.seed, _truncation(a.truncation),
+                          a.out, a.format, a.device, mix=_mix(a), edits=_edits(a.edit))
     print(f"generate: {len(res.images)} images under {a.out}; grid {res.grid}")
+
+
+def cmd_interpolate(a: argparse.Namespace) -> None:
+    from ray_gan.generate.interpolate import Endpoint, interpolate, write_interpolation
+    from ray_gan.generate.render import Renderer
+
+    frames = interpolate(Renderer(a.model, a.device), Endpoint.parse(a.start), Endpoint.parse(a.end), a.steps,
+                         a.truncation)
+    uris = write_interpolation(frames, a.out, a.frame_ms)
+    print(f"interpolate: {len(frames)} frames → {uris['strip']}, {uris['gif']}, {uris['webp']}")
+
+
+def cmd_directions(a: argparse.Namespace) -> None:
+    from ray_gan.checkpoint import load_generator
+    from ray_gan.generate.directions import compute_directions, rename_directions, save_directions
+
+    G, info = load_generator(a.model)
+    if a.rename:
+        names = rename_directions(info, dict(item.split("=", 1) for item in _styles(a.rename)))
+        print(f"directions: renamed → {names}")
+        return
+    d, mean = compute_directions(G, len(info.styles), a.components, a.samples, a.seed)
+    uri = save_directions(info, d, mean, a.samples)
+    ev = ", ".join(f"{n} {r:.1%}" for n, r in zip(d.names, d.explained_variance_ratio))
+    print(f"directions: {len(d.names)} PCA directions in W ({ev}) → {uri}\n"
+          f"apply with: ray-gan generate {a.model} --edit {d.names[0]}=2 --out DIR")
+
+
+def cmd_project(a: argparse.Namespace) -> None:
+    from ray_gan import storage
+    from ray_gan.generate.project import load_target, project, write_projection
+    from ray_gan.generate.render import Renderer
+
+    r = Renderer(a.model, a.device)
+    target = load_target(storage.read_bytes(a.image), r.info.config.resolution)
+    p = project(r, target, style=a.style, steps=a.steps, restarts=a.restarts, seed=a.seed)
+    uris = write_projection(p, target, a.out)
+    print(f"project: style {p.style}, PSNR {p.psnr_db:.1f} dB; every style → {uris['styles']}")
+
+
+def cmd_finetune(a: argparse.Namespace) -> None:
+    from ray_gan.train.trainer import finetune
+
+    fields = {k: v for k, v in vars(a).items()
+              if k in ("steps", "batch_size", "workers", "lr_g", "lr_d", "augment", "time_budget_s", "seed",
+                       "gpus_per_worker", "cpus_per_worker", "resume", "checkpoint_every") and v is not None}
+    finetune(a.base, a.data, a.out, **fields)
+
+
+def cmd_blend(a: argparse.Namespace) -> None:
+    from ray_gan.tune.blend import blend_models
+
+    info = blend_models(a.a, a.b, a.out, a.alpha, _styles(a.layers) if a.layers else None, a.styles_from)
+    print(f"blend: {info.uri} (alpha {a.alpha}, layers {info.raw['blend']['layers']}, styles {info.styles})")
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    from ray_gan.export import export_onnx
+
+    uris = export_onnx(a.model, a.out)
+    print(f"export: {uris['onnx']} ({uris['json']})")
 
 
 def cmd_batch(a: argparse.Namespace) -> None:
@@ -97,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a GAN on a prepared dataset with Ray Train")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="model URI")
-    s.add_argument("--arch", choices=["dcgan", "vanilla"], default="dcgan")
+    s.add_argument("--arch", choices=["stylegan", "dcgan", "vanilla"], default="dcgan")
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=0.0)
     s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=1.0)
@@ -105,7 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="per worker")
     s.add_argument("--lr-g", dest="lr_g", type=float)
     s.add_argument("--lr-d", dest="lr_d", type=float)
-    s.add_argument("--r1-gamma", dest="r1_gamma", type=float)
+    s.add_argument("--r1-gamma", dest="r1_gamma", type=float, help="R1 weight (default: 0 for dcgan, heuristic for stylegan)")
+    s.add_argument("--r1-every", dest="r1_every", type=int, help="lazy R1 interval in steps (default 16)")
+    s.add_argument("--loss", choices=["non_saturating", "hinge"])
+    s.add_argument("--augment", choices=["none", "diffaugment"], help="DiffAugment for small datasets")
+    s.add_argument("--augment-policy", dest="augment_policy", help="e.g. color,translation,cutout")
+    s.add_argument("--mixing-prob", dest="mixing_prob", type=float, help="stylegan style-mixing probability (0.9)")
+    s.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on GPU")
+    s.add_argument("--beta1", type=float)
+    s.add_argument("--beta2", type=float)
     s.add_argument("--ema-decay", dest="ema_decay", type=float)
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=500)
     s.add_argument("--log-every", dest="log_every", type=int, default=25)
@@ -121,11 +219,78 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--styles", help="comma-separated style names (default: all)")
     s.add_argument("--n", type=int, default=8, help="images per style")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--truncation", default="1.0", help="0..2, or per style: flat=0.5,outline=0.8")
+    s.add_argument("--mix-layers", dest="mix_layers", help="style mixing (stylegan): coarse, fine, all or A:B")
+    s.add_argument("--mix-seed", dest="mix_seed", type=int, help="seed for the mixed layers (default seed+offset)")
+    s.add_argument("--mix-style", dest="mix_style", help="style for the mixed layers (default the image's)")
+    s.add_argument("--edit", action="append", metavar="NAME=STRENGTH", help="edit direction (repeatable)")
     s.add_argument("--format", choices=["png", "webp", "jpeg"], default="png")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("interpolate", help="strip PNG + GIF/WebP between two STYLE:SEED points")
+    s.add_argument("model")
+    s.add_argument("start", help="STYLE:SEED")
+    s.add_argument("end", help="STYLE:SEED")
+    s.add_argument("--steps", type=int, default=8)
+    s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--frame-ms", dest="frame_ms", type=int, default=120)
+    s.add_argument("--device", default=None)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_interpolate)
+
+    s = sub.add_parser("directions", help="find edit directions in W by PCA (GANSpace) and store them with the model")
+    s.add_argument("model")
+    s.add_argument("--components", type=int, default=8)
+    s.add_argument("--samples", type=int, default=20000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--rename", help="rename stored directions: pc0=thickness,pc1=slant")
+    s.set_defaults(func=cmd_directions)
+
+    s = sub.add_parser("project", help="invert a real image into the latent space; re-render it in every style")
+    s.add_argument("model")
+    s.add_argument("image", help="image file (local path or s3://)")
+    s.add_argument("--style", help="the image's style (default: inferred: the best-fitting style)")
+    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--restarts", type=int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_project)
+
+    s = sub.add_parser("finetune", help="adapt a trained model to a new style's dataset (Ray Train)")
+    s.add_argument("base", help="trained model URI")
+    s.add_argument("--data", required=True, help="prepared dataset of the new style(s)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--steps", type=int)
+    s.add_argument("--batch-size", dest="batch_size", type=int)
+    s.add_argument("--workers", type=int)
+    s.add_argument("--lr-g", dest="lr_g", type=float)
+    s.add_argument("--lr-d", dest="lr_d", type=float)
+    s.add_argument("--augment", choices=["none", "diffaugment"])
+    s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    s.add_argument("--time-budget", dest="time_budget_s", type=float)
+    s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float)
+    s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--resume", action="store_true", default=None)
+    s.set_defaults(func=cmd_finetune)
+
+    s = sub.add_parser("blend", help="interpolate or swap layers between two compatible generators")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--alpha", type=float, default=0.5, help="0 = A, 1 = B (in the selected layers)")
+    s.add_argument("--layers", help="comma-separated: mapping, 4, 8, ..., coarse, fine, all (default all)")
+    s.add_argument("--styles-from", dest="styles_from", choices=["a", "b"], default="a")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_blend)
+
+    s = sub.add_parser("export", help="export the generator (ONNX)")
+    s.add_argument("model")
+    s.add_argument("--format", choices=["onnx"], default="onnx")
+    s.add_argument("--out", help="default MODEL/export/onnx")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("batch", help="run a batch job (YAML spec) on Ray Data")
     s.add_argument("spec", help="JOB.yaml (local path or URI)")

@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Arch = Literal["dcgan", "vanilla"]
+Arch = Literal["stylegan", "dcgan", "vanilla"]
+Loss = Literal["non_saturating", "hinge"]
+Augment = Literal["none", "diffaugment"]
 ImageFormat = Literal["png", "webp", "jpeg"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -49,13 +51,17 @@ class ModelConfig(_Strict):
     embed_dim: int = Field(64, ge=1)
     g_channels: int = Field(64, ge=4, description="Width of the last generator block (doubles per block).")
     d_channels: int = Field(64, ge=4, description="Width of the first discriminator block.")
+    max_channels: int = Field(512, ge=4, description="Cap on any block's width.")
+    w_dim: int = Field(256, ge=8, le=2048, description="stylegan: width of the intermediate latent space W.")
+    mapping_layers: int = Field(4, ge=1, le=16, description="stylegan: depth of the mapping network.")
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
-        if self.arch == "dcgan":
-            r = self.resolution
-            if r < 16 or r & (r - 1):
-                raise ValueError(f"dcgan needs a power-of-two resolution >= 16, got {r}")
+        r = self.resolution
+        if self.arch == "dcgan" and (r < 16 or r & (r - 1)):
+            raise ValueError(f"dcgan needs a power-of-two resolution >= 16, got {r}")
+        if self.arch == "stylegan" and (r < 8 or r > 256 or r & (r - 1)):
+            raise ValueError(f"stylegan needs a power-of-two resolution from 8 to 256, got {r}")
         return self
 
     @classmethod
@@ -64,6 +70,9 @@ class ModelConfig(_Strict):
             # The classic MLP pair: 100 → 256 → 512 → 1024 → 784 (28×28×1).
             return cls(arch="vanilla", resolution=28, channels=1, z_dim=100, num_styles=num_styles,
                        conditional=num_styles > 1, embed_dim=num_styles)
+        if arch == "stylegan":
+            return cls(arch="stylegan", resolution=resolution, channels=3, z_dim=128, w_dim=128, mapping_layers=4,
+                       num_styles=num_styles, embed_dim=64, g_channels=16, d_channels=16, max_channels=256)
         return cls(arch="dcgan", resolution=resolution, channels=3, z_dim=128, num_styles=num_styles)
 
 
@@ -78,12 +87,21 @@ class TrainConfig(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0.0)
     steps: int = Field(2000, ge=1, description="Total optimisation steps (counted across resumes).")
     batch_size: int = Field(32, ge=2, description="Images per worker per step.")
-    lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
-    beta1: float = Field(0.5, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
+    lr_g: float | None = Field(None, gt=0, description="Default per arch: 2e-4 (dcgan, vanilla), 0.0025 (stylegan).")
+    lr_d: float | None = Field(None, gt=0)
+    beta1: float | None = Field(None, ge=0, lt=1, description="Adam β1; default 0.5 (dcgan, vanilla), 0 (stylegan).")
+    beta2: float | None = Field(None, ge=0, lt=1, description="Adam β2; default 0.999 (dcgan, vanilla), 0.99 (stylegan).")
     ema_decay: float = Field(0.999, ge=0, lt=1)
-    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off).")
+    loss: Loss = Field("non_saturating", description="non_saturating: the minimax game with G maximising "
+                       "log D(G(z)); hinge: the hinge form (Lim & Ye 2017; Miyato et al. 2018).")
+    r1_gamma: float | None = Field(None, ge=0, description="R1 penalty weight on real images (0 = off; "
+                                   "default: 0 for dcgan/vanilla, 0.0002·res²/global batch for stylegan).")
+    r1_every: int = Field(16, ge=1, description="Lazy regularisation: apply R1 every N steps, scaled by N.")
+    augment: Augment = Field("none", description="diffaugment: differentiable augmentation of reals and fakes "
+                             "for D (Zhao et al. 2020); for small datasets.")
+    augment_policy: str = Field("color,translation,cutout", pattern=r"^(color|translation|cutout)(,(color|translation|cutout))*$")
+    mixing_prob: float = Field(0.9, ge=0, le=1, description="stylegan: share of G steps with style mixing.")
+    amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU).")
     checkpoint_every: int = Field(500, ge=1)
     log_every: int = Field(25, ge=1)
     val_batches: int = Field(4, ge=1, description="Validation batches for D's val loss at each checkpoint.")
@@ -91,8 +109,32 @@ class TrainConfig(_Strict):
     time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this long.")
     seed: int = Field(0, ge=0)
     resume: bool = False
+    init_from: str | None = Field(None, description="Fine-tune: start from this trained model's weights "
+                                  "(its architecture and size; style rows matched by name).")
     g_channels: int | None = Field(None, ge=4)
     d_channels: int | None = Field(None, ge=4)
+
+
+class MixSpec(_Strict):
+    """Style mixing (stylegan): the layers in ``layers`` take their style input from
+    another latent — seed ``seed`` (or the image's seed + ``seed_offset``) in style
+    ``style`` (default: the image's own style)."""
+
+    layers: str = Field("coarse", pattern=r"^(coarse|fine|all|-?\d*:-?\d*)$",
+                        description="coarse, fine, all, or a slice A:B of the style inputs")
+    style: str | None = None
+    seed: int | None = Field(None, ge=0)
+    seed_offset: int = Field(1_000_000_007, ge=0)
+
+
+Truncation = float | dict[str, float]
+
+
+def _check_truncation(v: Truncation) -> Truncation:
+    values = v.values() if isinstance(v, dict) else [v]
+    if any(not 0.0 <= t <= 2.0 for t in values):
+        raise ValueError("truncation must be between 0 and 2")
+    return v
 
 
 class BatchJobSpec(_Strict):
@@ -103,7 +145,9 @@ class BatchJobSpec(_Strict):
     styles: list[str] | Literal["all"] = "all"
     variants_per_style: int = Field(ge=1, le=100_000_000)
     seed_base: int = Field(0, ge=0)
-    truncation: float = Field(1.0, ge=0.0, le=2.0)
+    truncation: Truncation = Field(1.0, description="One value, or one per style name (others get 1.0).")
+    mix: MixSpec | None = None
+    edits: dict[str, float] = Field(default_factory=dict, description="Edit direction name → strength (σ).")
     image_format: ImageFormat = "png"
     output: str
     chunk_size: int = Field(64, ge=1, le=100_000, description="Images per work unit and manifest part.")
@@ -118,6 +162,11 @@ class BatchJobSpec(_Strict):
             raise ValueError("job_id must be 1-128 chars of letters, digits, '.', '_' or '-'")
         return v
 
+    _truncation = field_validator("truncation")(_check_truncation)
+
+    def truncation_for(self, style: str) -> float:
+        return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation
+
 
 class VariantsRequest(_Strict):
     """Body of ``POST /v1/variants``."""
@@ -125,7 +174,14 @@ class VariantsRequest(_Strict):
     styles: list[str] = Field(min_length=1, max_length=64)
     n: int = Field(4, ge=1, le=64, description="Images per style.")
     seed: int = Field(0, ge=0, le=2**62)
-    truncation: float = Field(1.0, ge=0.0, le=2.0)
+    truncation: Truncation = Field(1.0, description="One value, or one per style name (others get 1.0).")
+    mix: MixSpec | None = None
+    edits: dict[str, float] = Field(default_factory=dict, max_length=32)
+
+    _truncation = field_validator("truncation")(_check_truncation)
+
+    def truncation_for(self, style: str) -> float:
+        return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation
 
 
 class ServeConfig(_Strict):

@@ -6,33 +6,37 @@ import pytest
 import torch
 
 from ray_gan import checkpoint as ckpt
-from ray_gan import storage
 from ray_gan.config import ModelConfig
 from ray_gan.models import build_generator
 
 
-def write_untrained_model(uri: str, styles: list[str], resolution: int = 16, seed: int = 0) -> str:
+def write_untrained_model(uri: str, styles: list[str], resolution: int = 16, seed: int = 0,
+                          arch: str = "dcgan") -> str:
     """A model directory in the trained layout, with randomly initialised weights."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(arch="dcgan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8)
+    if arch == "stylegan":
+        cfg = ModelConfig(arch="stylegan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8,
+                          z_dim=32, w_dim=32, embed_dim=16, mapping_layers=2, max_channels=64)
+    else:
+        cfg = ModelConfig(arch="dcgan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8)
     G = build_generator(cfg)
-    with torch.no_grad():  # make styles visibly different and BN stats non-trivial
-        for i in range(len(styles)):
-            G.bn0.gain.weight[i] += 0.3 * i
-        G(torch.randn(64, cfg.z_dim), torch.arange(64) % len(styles))
-    G.eval()
-    data = ckpt.state_dict_bytes(G)
-    cdir = ckpt.checkpoint_uri(uri, 1)
-    storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), data)
-    doc = {"schema_version": 1, "step": 1, "checkpoint": ckpt.checkpoint_name(1), "model_config": cfg.model_dump(),
-           "styles": styles, "resolution": resolution, "dataset": {"uri": "none", "checksum": "none"},
-           "weights_sha256": {"generator_ema": ckpt.sha256_hex(data)}, "sample_grid": "samples/none.png",
-           "history": []}
-    storage.write_json(storage.join(cdir, "model.json"), doc)
-    storage.write_json(storage.join(uri, "model.json"), doc)
+    with torch.no_grad():  # make styles visibly different, BN stats / style means non-trivial
+        if arch == "stylegan":
+            for i in range(len(styles)):
+                G.w_avg[i] = G.mapping(torch.randn(256, cfg.z_dim), torch.full((256,), i)).mean(dim=0)
+        else:
+            for i in range(len(styles)):
+                G.bn0.gain.weight[i] += 0.3 * i
+            G(torch.randn(64, cfg.z_dim), torch.arange(64) % len(styles))
+    ckpt.write_generator_model(uri, G.eval(), cfg, styles, step=1)
     return uri
 
 
 @pytest.fixture
 def tiny_model(tmp_path) -> str:
     return write_untrained_model(str(tmp_path / "model"), ["alpha", "beta", "gamma"])
+
+
+@pytest.fixture
+def tiny_stylegan(tmp_path) -> str:
+    return write_untrained_model(str(tmp_path / "sg"), ["alpha", "beta", "gamma"], resolution=16, arch="stylegan")

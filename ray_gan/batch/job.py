@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
+import json
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -42,8 +43,8 @@ MANIFEST_DIR = "manifest"
 IMAGES_DIR = "images"
 EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 # Spec fields that define *which* images a job makes; the rest only say how fast.
-IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "image_format",
-                   "chunk_size")
+IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "mix", "edits",
+                   "image_format", "chunk_size")
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -54,6 +55,10 @@ MANIFEST_SCHEMA = pa.schema(
         ("variant", pa.int64()),
         ("seed", pa.int64()),
         ("truncation", pa.float64()),
+        ("mix_layers", pa.string()),  # null: no style mixing
+        ("mix_style", pa.string()),
+        ("mix_seed", pa.int64()),
+        ("edits", pa.string()),  # JSON object: direction name → strength; "{}" for none
         ("model_uri", pa.string()),
         ("weights_sha256", pa.string()),
         ("image_uri", pa.string()),
@@ -124,7 +129,9 @@ class _GenerateChunks:
             have = set(existing) if existing is not None else set()
             variants = list(range(start, start + count))
             seeds = [spec.seed_base + v for v in variants]
-            images = self.renderer.render([s_idx] * count, seeds, spec.truncation)
+            psi = spec.truncation_for(style)
+            images = self.renderer.render([s_idx] * count, seeds, psi, mix=spec.mix, edits=spec.edits or None)
+            mix = spec.mix
             rows, written = [], 0
             for v, seed, img in zip(variants, seeds, images):
                 iid = image_id(style, v)
@@ -140,7 +147,10 @@ class _GenerateChunks:
                     written += 1
                 rows.append({
                     "job_id": spec.job_id, "image_id": iid, "style": style, "style_index": s_idx, "variant": v,
-                    "seed": seed, "truncation": spec.truncation, "model_uri": self.renderer.info.uri,
+                    "seed": seed, "truncation": psi, "mix_layers": mix.layers if mix else None,
+                    "mix_style": (mix.style or style) if mix else None,
+                    "mix_seed": (mix.seed if mix.seed is not None else seed + mix.seed_offset) if mix else None,
+                    "edits": json.dumps(spec.edits, sort_keys=True), "model_uri": self.renderer.info.uri,
                     "weights_sha256": self.weights_sha256, "image_uri": uri,
                     "image_sha256": hashlib.sha256(data).hexdigest(), "format": spec.image_format,
                     "width": res, "height": res, "device": device,
@@ -154,6 +164,24 @@ class _GenerateChunks:
             out["images"].append(count)
             out["written"].append(written)
         return out
+
+
+def check_controls(info, truncation, mix, edits) -> None:
+    """Reject style controls the model cannot apply, before any work starts."""
+    if isinstance(truncation, dict):
+        info.style_indices(list(truncation))
+    if (mix is not None or edits) and info.config.arch != "stylegan":
+        raise BatchError(f"style mixing and edit directions need a stylegan model; {info.uri} is {info.config.arch!r}")
+    if mix is not None:
+        if mix.style:
+            info.style_indices([mix.style])
+        from ray_gan.models import build_generator
+
+        build_generator(info.config).layer_range(mix.layers)
+    if edits:
+        from ray_gan.generate.directions import load_directions
+
+        load_directions(info).offset(edits)
 
 
 def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> bool:
@@ -188,6 +216,7 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchRe
     info = read_model_info(spec.model)
     styles = info.styles if spec.styles == "all" else list(spec.styles)
     style_idx = info.style_indices(styles)
+    check_controls(info, spec.truncation, spec.mix, spec.edits)
     output = storage.normalize(spec.output)
     rerun = _check_job_json(output, spec, info.weights_sha256)
     job_doc = {"spec": spec.model_dump(), "weights_sha256": info.weights_sha256, "model_step": info.step,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ray_gan import storage
+from ray_gan.config import MixSpec, Truncation
 from ray_gan.data.images import encode_png
 from ray_gan.generate.render import Renderer, encode_image, make_grid
 
@@ -15,8 +16,9 @@ class GenerateResult:
     grid: str
 
 
-def generate_images(model: str, styles: list[str] | None, n: int, seed: int, truncation: float, out: str,
-                    image_format: str = "png", device: str | None = None) -> GenerateResult:
+def generate_images(model: str, styles: list[str] | None, n: int, seed: int, truncation: Truncation, out: str,
+                    image_format: str = "png", device: str | None = None, mix: MixSpec | None = None,
+                    edits: dict[str, float] | None = None) -> GenerateResult:
     """``n`` images per style with seeds ``seed .. seed+n-1``; the grid has one row per style.
 
     Files: ``OUT/<style>/<style>-<seed:08d>.<ext>`` and ``OUT/grid.png``. The same
@@ -26,7 +28,8 @@ def generate_images(model: str, styles: list[str] | None, n: int, seed: int, tru
     idx = renderer.info.style_indices(styles)
     names = [renderer.info.styles[i] for i in idx]
     seeds = [seed + j for j in range(n)]
-    images = renderer.render([i for i in idx for _ in seeds], seeds * len(idx), truncation)
+    psi = [truncation.get(name, 1.0) if isinstance(truncation, dict) else truncation for name in names for _ in seeds]
+    images = renderer.render([i for i in idx for _ in seeds], seeds * len(idx), psi, mix=mix, edits=edits)
     ext = {"jpeg": "jpg"}.get(image_format, image_format)
     uris = []
     for k, img in enumerate(images):

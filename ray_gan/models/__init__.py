@@ -11,10 +11,12 @@ from torch import nn
 
 from ray_gan.config import ModelConfig
 from ray_gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from ray_gan.models.stylegan import StyleGANDiscriminator, StyleGANGenerator
 from ray_gan.models.vanilla import VanillaDiscriminator, VanillaGenerator
 
 
 _ARCHS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "stylegan": (StyleGANGenerator, StyleGANDiscriminator),
     "dcgan": (DCGANGenerator, DCGANDiscriminator),
     "vanilla": (VanillaGenerator, VanillaDiscriminator),
 }

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ray_gan.config import ModelConfig
+from ray_gan.models.layers import MinibatchStdDev
 
 _MAX_CH = 512
 
@@ -44,6 +45,8 @@ class ConditionalBatchNorm2d(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
+    style_tables = ("*.gain.weight", "*.bias.weight")  # per-style BN scale and shift
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -60,33 +63,15 @@ class DCGANGenerator(nn.Module):
         _init_weights(self)
 
     def forward(self, z: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.bn0(self.fc(z).view(-1, self.c0, 4, 4), style))
+        h = torch.relu(self.bn0(self.fc(z).unflatten(1, (self.c0, 4, 4)), style))
         for up, bn in zip(self.ups, self.bns):
             h = torch.relu(bn(up(h), style))
         return torch.tanh(self.to_rgb(h))
 
 
-class MinibatchStdDev(nn.Module):
-    """Minibatch standard deviation (Karras et al., 2018, "Progressive Growing of GANs"):
-    appends, per group of ``group_size`` samples, the mean feature standard deviation
-    as one more channel, so D can see a batch that lacks variety (e.g. every fake in
-    one colour) and G is pushed to cover the data's modes. Call D on reals and fakes
-    separately so a group never mixes the two."""
-
-    def __init__(self, group_size: int = 4) -> None:
-        super().__init__()
-        self.group_size = group_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        g = next(k for k in range(min(self.group_size, n), 0, -1) if n % k == 0)
-        y = x.float().view(g, n // g, c, h, w)
-        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
-        y = y.to(x.dtype).view(1, n // g, 1, 1, 1).expand(g, -1, 1, h, w).reshape(n, 1, h, w)
-        return torch.cat([x, y], dim=1)
-
-
 class DCGANDiscriminator(nn.Module):
+    style_tables = ("embed.parametrizations.weight.original", "embed.parametrizations.weight.0._u")
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg

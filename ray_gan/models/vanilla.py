@@ -27,6 +27,8 @@ KERAS_BN_MOMENTUM = 0.8
 
 
 class VanillaGenerator(nn.Module):
+    style_tables = ("embed.weight",)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -55,6 +57,8 @@ class VanillaGenerator(nn.Module):
 
 
 class VanillaDiscriminator(nn.Module):
+    style_tables = ("embed.weight",)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -23,6 +23,7 @@ For KubeRay ``serveConfigV2``: ``import_path: ray_gan.serve.app:build_app`` with
 # VariantsRequest annotation to read it from the JSON body.
 import base64
 import hashlib
+import json
 import time
 from typing import Any
 
@@ -31,7 +32,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from ray_gan import storage
-from ray_gan.config import ServeConfig, VariantsRequest
+from ray_gan.config import MixSpec, ServeConfig, VariantsRequest
 
 MAX_IMAGES_PER_REQUEST = 256
 
@@ -51,33 +52,47 @@ class StyleGenerator:
         i = self.renderer.info
         return {"model": i.uri, "styles": i.styles, "step": i.step, "weights_sha256": i.weights_sha256,
                 "resolution": i.config.resolution, "architecture": i.config.arch,
-                "device": self.renderer.device.type}
+                "device": self.renderer.device.type, "style_mixing": self.renderer.styled,
+                "num_ws": getattr(self.renderer.G, "num_ws", 0),
+                "edit_directions": self._direction_names()}
+
+    def _direction_names(self) -> list[str]:
+        try:
+            return self.renderer.directions().names
+        except ValueError:  # none stored, or stale
+            return []
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def generate_batch(self, requests: list[dict]) -> list[list[dict]]:
         from ray_gan.generate.render import encode_image
 
-        styles, seeds, truncs, owner = [], [], [], []
+        styles, seeds, truncs, owner, groups = [], [], [], [], []
         for r, req in enumerate(requests):
-            for s in req["style_indices"]:
+            key = json.dumps([req.get("mix"), req.get("edits") or {}], sort_keys=True)
+            for s, t in zip(req["style_indices"], req["truncations"]):
                 for j in range(req["n"]):
                     styles.append(s)
                     seeds.append(req["seed"] + j)
-                    truncs.append(req["truncation"])
+                    truncs.append(t)
                     owner.append(r)
-        # One render per distinct truncation (normally one) keeps each image's bytes
-        # independent of which other requests it was batched with.
+                    groups.append(key)
+        # One render per distinct (mixing, edits) — normally one. An image's bytes do not
+        # depend on which other requests it was batched with (fixed micro-batches).
         results: list[list[dict]] = [[] for _ in requests]
         images: dict[int, Any] = {}
-        for t in sorted(set(truncs)):
-            idx = [k for k, tk in enumerate(truncs) if tk == t]
-            rendered = self.renderer.render([styles[k] for k in idx], [seeds[k] for k in idx], t)
+        for key in sorted(set(groups)):
+            mix, edits = json.loads(key)
+            idx = [k for k, g in enumerate(groups) if g == key]
+            rendered = self.renderer.render([styles[k] for k in idx], [seeds[k] for k in idx],
+                                            [truncs[k] for k in idx], mix=MixSpec(**mix) if mix else None,
+                                            edits=edits or None)
             images.update(zip(idx, rendered))
         names = self.renderer.info.styles
         for k in range(len(seeds)):
             data = encode_image(images[k], "png")
             results[owner[k]].append({
                 "style": names[styles[k]], "seed": seeds[k], "truncation": truncs[k],
+                "mix": json.loads(groups[k])[0], "edits": json.loads(groups[k])[1],
                 "width": int(images[k].shape[1]), "height": int(images[k].shape[0]),
                 "sha256": hashlib.sha256(data).hexdigest(), "png_base64": base64.b64encode(data).decode(),
             })
@@ -85,6 +100,25 @@ class StyleGenerator:
 
     async def generate(self, request: dict) -> list[dict]:
         return await self.generate_batch(request)
+
+
+def _control_problem(body: VariantsRequest, info: dict) -> str | None:
+    if isinstance(body.truncation, dict):
+        unknown = [s for s in body.truncation if s not in info["styles"]]
+        if unknown:
+            return f"truncation for unknown style(s) {unknown}; available: {info['styles']}"
+    if (body.mix is not None or body.edits) and not info["style_mixing"]:
+        return f"style mixing and edits need a stylegan model; this one is {info['architecture']!r}"
+    if body.mix is not None and body.mix.style and body.mix.style not in info["styles"]:
+        return f"mix.style {body.mix.style!r} is not a style of this model; available: {info['styles']}"
+    if body.mix is not None and ":" in body.mix.layers:
+        a, b = (int(v) if v else None for v in body.mix.layers.split(":", 1))
+        if not list(range(info["num_ws"]))[slice(a, b)]:
+            return f"mix.layers {body.mix.layers!r} selects none of the {info['num_ws']} style inputs"
+    unknown = sorted(set(body.edits) - set(info["edit_directions"]))
+    if unknown:
+        return f"unknown edit direction(s) {unknown}; available: {info['edit_directions']}"
+    return None
 
 
 @serve.deployment(name="VariantsAPI", ray_actor_options={"num_cpus": 0.5})
@@ -131,8 +165,13 @@ class VariantsAPI:
             raise HTTPException(
                 422, detail=f"{len(body.styles)} styles × n={body.n} exceeds {MAX_IMAGES_PER_REQUEST} images"
             )
+        problem = _control_problem(body, info)
+        if problem:
+            self.requests.inc(tags={"status": "invalid"})
+            raise HTTPException(422, detail=problem)
         req = {"style_indices": [info["styles"].index(s) for s in body.styles], "n": body.n, "seed": body.seed,
-               "truncation": body.truncation}
+               "truncations": [body.truncation_for(s) for s in body.styles],
+               "mix": body.mix.model_dump() if body.mix else None, "edits": body.edits}
         try:
             images = await self.generator.generate.remote(req)
         except Exception:

@@ -1,14 +1,14 @@
 """The per-worker training loop, run by Ray Train on every worker. Read top to bottom.
 
-Objective: ``min_G max_D E_x[log D(x)] + E_z[log(1 - D(G(z)))]`` in its non-saturating
-form (G maximises ``log D(G(z))``), written with ``softplus`` on D's logits:
-``-log sigmoid(l) = softplus(-l)`` and ``-log(1 - sigmoid(l)) = softplus(l)``.
+The step itself (losses, lazy R1, DiffAugment, style mixing, EMA) is
+:class:`ray_gan.train.step.GANStep`; this module is the Ray Train side around it: data,
+resume, checkpoints, validation, logging, divergence detection.
 
 Data parallelism: every worker holds full copies of G, D and G_ema; after each
 backward pass the gradients are averaged with one ``all_reduce`` over a flat buffer
-(so G's and D's steps stay separate and an optional R1 penalty needs no DDP
-special-casing). Weights are broadcast from rank 0 once at start, so all replicas are
-identical throughout.
+(so G's and D's steps stay separate and the R1 penalty needs no DDP special-casing).
+Weights are broadcast from rank 0 once at start, so all replicas are identical
+throughout.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from ray_gan import storage
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.generate.render import latents_from_seeds, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
+from ray_gan.models.transfer import init_from_base
+from ray_gan.train.step import GANStep
 
 SAMPLE_COLS = 8
 MAX_SAMPLE_STYLES = 16
@@ -60,9 +62,10 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(cfg.seed)  # same init everywhere (rank 0 is broadcast anyway)
     G = build_generator(mcfg).to(device)
     D = build_discriminator(mcfg).to(device)
+    if meta.get("init_from") and meta.get("resume_step") is None:  # fine-tuning: start from the base's weights
+        init_from_base(G, D, meta["init_from"], meta["styles"])
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world, distributed)
     step = 0
     history: list[dict] = []
 
@@ -73,9 +76,7 @@ def train_loop_per_worker(config: dict) -> None:
         ckpt.load_state_dict_bytes(G, storage.read_bytes(storage.join(cdir, "generator.safetensors")))
         ckpt.load_state_dict_bytes(G_ema, storage.read_bytes(storage.join(cdir, "generator_ema.safetensors")))
         ckpt.load_state_dict_bytes(D, storage.read_bytes(storage.join(cdir, "discriminator.safetensors")))
-        opt = ckpt.load_torch_state(storage.read_bytes(storage.join(cdir, "optimizer.pt")))
-        opt_g.load_state_dict(opt["g"])
-        opt_d.load_state_dict(opt["d"])
+        stepper.load_optimizer_state(ckpt.load_torch_state(storage.read_bytes(storage.join(cdir, "optimizer.pt"))))
         rng_uri = storage.join(cdir, f"rng-rank-{rank}.pt")
         if storage.exists(rng_uri):  # absent when resuming with more workers than before
             rng = ckpt.load_torch_state(storage.read_bytes(rng_uri))
@@ -116,49 +117,13 @@ def train_loop_per_worker(config: dict) -> None:
     while step < cfg.steps and not stop:
         images, styles = next(batches)
         x_real, y = to_input(images), styles.to(device)
-        bs = x_real.shape[0]
 
-        # D step: real → 1, fake → 0.
-        z = torch.randn(bs, mcfg.z_dim, device=device)
-        with torch.no_grad():
-            x_fake = G(z, y)
-        # Reals and fakes in separate calls: D's minibatch-stddev groups must not mix them.
-        d_real_loss = F.softplus(-D(x_real, y)).mean()
-        d_loss = d_real_loss + F.softplus(D(x_fake, y)).mean()
-        if cfg.r1_gamma > 0:
-            x_r1 = x_real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(x_r1, y).sum(), x_r1, create_graph=True)
-            d_loss_total = d_loss + 0.5 * cfg.r1_gamma * grad.pow(2).flatten(1).sum(1).mean()
-        else:
-            d_loss_total = d_loss
-        opt_d.zero_grad(set_to_none=True)
-        d_loss_total.backward()
-        _average_gradients(D, world, distributed)
-        opt_d.step()
-
-        # G step (non-saturating): maximise log D(G(z)).
-        z = torch.randn(bs, mcfg.z_dim, device=device)
-        D.requires_grad_(False)
-        g_loss = F.softplus(-D(G(z, y), y)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        _average_gradients(G, world, distributed)
-        opt_g.step()
-        D.requires_grad_(True)
-
-        # EMA of G (decay warms up so short runs still get a useful average).
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.lerp_(p, 1 - decay)
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
+        stats = stepper.step(x_real, y, step)
         step += 1
 
         # Losses agreed across workers, in one all_reduce and one device→host copy per
         # step: every worker takes the same stop decision.
-        stats = torch.stack([d_loss.detach(), g_loss.detach(), d_real_loss.detach()]).double()
-        stats = torch.cat([stats, torch.tensor([float(time_up(cfg, t_start))], dtype=torch.float64, device=device)])
+        stats = torch.cat([stats.double(), torch.tensor([float(time_up(cfg, t_start))], dtype=torch.float64, device=device)])
         if distributed:
             dist.all_reduce(stats)
             stats[:3] /= world
@@ -184,8 +149,7 @@ def train_loop_per_worker(config: dict) -> None:
                      "d_train_real_loss": float(np.mean(real_losses)), **val}
             real_losses = []
             history.append(entry)
-            _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, opt_g, opt_d, history, distributed,
-                             device)
+            _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, history, distributed, device)
             if val.get("d_val_real_loss") is not None:
                 log(f"checkpoint step {step}: D loss on val reals {val['d_val_real_loss']:.4f} "
                     f"(train reals {entry['d_train_real_loss']:.4f}) → {ckpt.checkpoint_uri(cfg.out, step)}")
@@ -215,19 +179,6 @@ def _diverged(step: int, cfg: TrainConfig, history: list[dict], why: str) -> Div
 
 def time_up(cfg: TrainConfig, t_start: float) -> bool:
     return cfg.time_budget_s is not None and time.time() - t_start >= cfg.time_budget_s
-
-
-def _average_gradients(module: torch.nn.Module, world: int, distributed: bool) -> None:
-    if not distributed:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device, distributed: bool
@@ -329,7 +280,7 @@ def _d_losses(D, G_ema, data, to_input, mcfg: ModelConfig, cfg: TrainConfig, dev
     return {"d_val_real_loss": float(sum(losses) / len(images)), "d_val_fake_loss": fake}
 
 
-def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, opt_g, opt_d, history, distributed,
+def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, history, distributed,
                      device) -> None:
     """Rank 0 writes weights and optimiser state, every rank its RNG; ``model.json``
     last, after a barrier, so a checkpoint is either complete or invisible."""
@@ -344,7 +295,7 @@ def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, opt_g, opt
         storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), ema_bytes)
         storage.write_bytes(storage.join(cdir, "discriminator.safetensors"), d_bytes)
         storage.write_bytes(storage.join(cdir, "optimizer.pt"),
-                            ckpt.torch_state_bytes({"g": opt_g.state_dict(), "d": opt_d.state_dict()}))
+                            ckpt.torch_state_bytes(stepper.optimizer_state()))
         grid = _sample_grid(G_ema, mcfg, device)
         storage.write_bytes(storage.join(cfg.out, "samples", f"{ckpt.checkpoint_name(step)}.png"), grid)
     if distributed:
@@ -359,6 +310,8 @@ def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, opt_g, opt
             "resolution": mcfg.resolution,
             "dataset": {"uri": meta["dataset_uri"], "checksum": meta["dataset_checksum"]},
             "train_config": cfg.model_dump(exclude={"resume"}),
+            "hyperparameters": stepper.hp,
+            "init_from": meta.get("init_from"),
             "workers": world,
             "weights_sha256": {
                 "generator": ckpt.sha256_hex(g_bytes),

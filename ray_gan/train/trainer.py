@@ -32,6 +32,14 @@ class TrainResult:
     sample_grid: str
 
 
+def finetune(base: str, dataset: str, out: str, log: Callable[[str], None] = print, **overrides) -> TrainResult:
+    """Adapt a trained model to a new style's dataset (a few hundred images is enough):
+    training starts from the base's EMA generator and its discriminator, with
+    DiffAugment on by default (small data), for ``steps`` (default 1000) steps."""
+    fields = {"steps": 1000, "augment": "diffaugment", "checkpoint_every": 250, **overrides}
+    return train(TrainConfig(dataset=dataset, out=out, init_from=base, **fields), log=log)
+
+
 def model_config_for(cfg: TrainConfig, styles: list[str], resolution: int) -> ModelConfig:
     mcfg = ModelConfig.default_for(cfg.arch, num_styles=len(styles), resolution=resolution)
     updates = {k: v for k, v in (("g_channels", cfg.g_channels), ("d_channels", cfg.d_channels)) if v}
@@ -49,7 +57,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     out = storage.normalize(cfg.out)
     cfg = cfg.model_copy(update={"out": out, "dataset": info.uri})
     existing = ckpt.latest_step(out)
-    resume_step = None
+    resume_step, init_from = None, None
     if existing is not None:
         if not cfg.resume:
             raise TrainError(
@@ -58,6 +66,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             )
         prev = ckpt.read_model_info(out)
         mcfg = prev.config
+        if prev.raw.get("dataset") is None:
+            raise TrainError(f"{out} holds a generator-only model (blended or imported) that cannot be trained "
+                             "further; fine-tune a trained model instead (ray-gan finetune)")
         if prev.styles != info.styles:
             raise TrainError(f"cannot resume: model styles {prev.styles} != dataset styles {info.styles}")
         if prev.raw["dataset"]["checksum"] != info.checksum:
@@ -69,10 +80,20 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             log(f"train: {out} is already at step {existing} >= --steps {cfg.steps}; nothing to do")
             return TrainResult(out, existing, storage.join(out, prev.raw["sample_grid"]))
         resume_step = existing
+        init_from = prev.raw.get("init_from")
     else:
         if cfg.resume:
             log(f"train: no checkpoint in {out} yet; starting from scratch")
         mcfg = model_config_for(cfg, info.styles, info.resolution)
+        if cfg.init_from:
+            base = ckpt.read_model_info(cfg.init_from)
+            mcfg = base.config.model_copy(update={"num_styles": len(info.styles)})
+            cfg = cfg.model_copy(update={"arch": mcfg.arch})
+            init_from = {"model": base.uri, "checkpoint": base.checkpoint, "step": base.step, "styles": base.styles,
+                         "weights_sha256": base.weights_sha256}
+            kept = [s for s in info.styles if s in base.styles]
+            log(f"train: fine-tuning {base.uri} (step {base.step}, styles {base.styles}) onto {info.styles}; "
+                f"style rows kept for {kept or 'none'}, new styles start from the base's mean style")
     if info.count("train") < cfg.batch_size * cfg.workers:
         raise TrainError(
             f"the train split has {info.count('train')} images, fewer than one step needs "
@@ -89,6 +110,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         "train_count": info.count("train"),
         "image_bytes": info.resolution * info.resolution * 3,
         "val_shards": info.shard_uris("val"),
+        "init_from": init_from,
     }
     run_name = f"ray-gan-train-{uuid.uuid4().hex[:12]}"
     if storage.is_s3(out):

@@ -1,0 +1,71 @@
+"""Moving weights between models whose style lists differ (fine-tuning a base model
+onto a new style's dataset).
+
+Every architecture names its *style tables*: state-dict entries whose row ``i`` belongs
+to style ``i`` (label embeddings, per-style BN gains, per-style mean latents). Rows are
+matched by style *name*: a style the base model knows keeps its row, a new style starts
+from the mean of the base's rows (the "average style", a neutral starting point). Every
+other tensor is copied as is and must have the same shape.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatch
+
+import torch
+from torch import nn
+
+from ray_gan import storage
+
+
+def is_style_table(module: nn.Module, name: str) -> bool:
+    return any(fnmatch(name, pattern) for pattern in getattr(module, "style_tables", ()))
+
+
+def transfer_state(module: nn.Module, base_state: dict[str, torch.Tensor], base_styles: list[str],
+                   styles: list[str]) -> dict[str, int]:
+    """Load ``base_state`` into ``module`` (built for ``styles``); returns counts of
+    copied tensors and of style rows copied / initialised from the mean."""
+    own = module.state_dict()
+    out, counts = {}, {"copied": 0, "style_rows_copied": 0, "style_rows_new": 0}
+    for name, target in own.items():
+        if name not in base_state:
+            raise ValueError(f"the base model has no {name!r}: not the same architecture")
+        src = base_state[name]
+        if is_style_table(module, name) and src.shape[0] == len(base_styles):
+            if src.shape[1:] != target.shape[1:]:
+                raise ValueError(f"style table {name!r}: base rows {tuple(src.shape[1:])} != {tuple(target.shape[1:])}")
+            rows = []
+            for style in styles:
+                if style in base_styles:
+                    rows.append(src[base_styles.index(style)])
+                    counts["style_rows_copied"] += 1
+                else:
+                    rows.append(src.float().mean(dim=0).to(src.dtype))
+                    counts["style_rows_new"] += 1
+            out[name] = torch.stack(rows)
+        elif src.shape == target.shape:
+            out[name] = src
+            counts["copied"] += 1
+        else:
+            raise ValueError(f"{name!r}: base shape {tuple(src.shape)} != {tuple(target.shape)}; "
+                             "the base model's architecture or size differs")
+    module.load_state_dict(out)
+    return counts
+
+
+def init_from_base(G: nn.Module, D: nn.Module, init: dict, styles: list[str]) -> None:
+    """``init``: ``{"checkpoint": URI, "styles": [...]}`` of the base model (see
+    :func:`ray_gan.train.trainer.finetune`). G starts from the base's EMA generator."""
+    from safetensors.torch import load as st_load
+
+    cdir, base_styles = init["checkpoint"], list(init["styles"])
+    d_uri = storage.join(cdir, "discriminator.safetensors")
+    if not storage.exists(d_uri):
+        raise ValueError(f"{init['model']} has no discriminator weights (an exported or blended model?): "
+                         "fine-tuning needs a trained model's checkpoint")
+    transfer_state(G, st_load(storage.read_bytes(storage.join(cdir, "generator_ema.safetensors"))), base_styles, styles)
+    transfer_state(D, st_load(storage.read_bytes(d_uri)), base_styles, styles)
+
+
+__all__ = ["transfer_state", "init_from_base", "is_style_table"]

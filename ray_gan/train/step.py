@@ -1,0 +1,172 @@
+"""One GAN optimisation step — D, then G, then the EMA — shared by the Ray Train loop
+(:mod:`ray_gan.train.loop`) and the benchmarks. No Ray, no storage here.
+
+Objective: ``min_G max_D E_x[log D(x)] + E_z[log(1 - D(G(z)))]``, on D's logits:
+
+* ``non_saturating`` (default): D minimises ``softplus(-D(x)) + softplus(D(G(z)))``
+  (= ``-log σ(D(x)) - log(1 - σ(D(G(z))))``), G minimises ``softplus(-D(G(z)))``
+  (maximises ``log D(G(z))``: the non-saturating form of the same game);
+* ``hinge``: D minimises ``relu(1 - D(x)) + relu(1 + D(G(z)))``, G minimises ``-D(G(z))``.
+
+Regularisation and stabilisation:
+
+* R1 (Mescheder et al., 2018): ``γ/2·E‖∇_x D(x)‖²`` on reals, *lazily* every ``r1_every``
+  steps with the penalty scaled by ``r1_every`` and Adam's lr/betas adjusted by
+  ``c = r1_every / (r1_every + 1)`` (Karras et al., 2020, §B);
+* DiffAugment on everything D sees (:mod:`ray_gan.train.augment`);
+* style mixing (stylegan): with probability ``mixing_prob`` the fakes of a step take
+  the style inputs of their first layers from one latent and the rest from another of
+  the same style label, so adjacent layers do not learn to depend on each other (which
+  is what makes coarse/fine mixing a control at render time);
+* EMA of G's weights, with a warm-up so short runs still get a useful average;
+* bf16 autocast on CUDA when ``amp`` (R1's gradient is taken in float32).
+
+Data parallel: when ``distributed``, gradients are averaged with one ``all_reduce``
+over a flat buffer after each backward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.train.augment import diff_augment
+
+# Optimiser defaults per architecture (DCGAN paper; StyleGAN2 paper), used where the
+# train config leaves them unset.
+ARCH_DEFAULTS: dict[str, dict[str, float]] = {
+    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99},
+    "dcgan": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999},
+    "vanilla": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999},
+}
+
+
+def resolve_hyperparameters(cfg: TrainConfig, mcfg: ModelConfig, world: int) -> dict[str, float]:
+    """The optimiser settings and R1 weight a run actually uses (config, else arch defaults)."""
+    out = {k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in ARCH_DEFAULTS[mcfg.arch].items()}
+    if cfg.r1_gamma is not None:
+        out["r1_gamma"] = cfg.r1_gamma
+    elif mcfg.arch == "stylegan":  # StyleGAN2-ADA's heuristic: γ = 0.0002·res²/global batch
+        out["r1_gamma"] = 0.0002 * mcfg.resolution**2 / (cfg.batch_size * world)
+    else:
+        out["r1_gamma"] = 0.0
+    return out
+
+
+class GANStep:
+    """Holds the optimisers; ``step(x_real, y, index)`` runs one D and one G update and
+    returns ``[d_loss, g_loss, d_real_loss]`` as one tensor on the device (no host sync)."""
+
+    def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, mcfg: ModelConfig, cfg: TrainConfig,
+                 device: torch.device, world: int = 1, distributed: bool = False) -> None:
+        self.G, self.D, self.G_ema, self.mcfg, self.cfg = G, D, G_ema, mcfg, cfg
+        self.device, self.world, self.distributed = device, world, distributed
+        self.hp = resolve_hyperparameters(cfg, mcfg, world)
+        lazy = self.hp["r1_gamma"] > 0 and cfg.r1_every > 1
+        c = cfg.r1_every / (cfg.r1_every + 1) if lazy else 1.0
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=self.hp["lr_g"], betas=(self.hp["beta1"], self.hp["beta2"]))
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=self.hp["lr_d"] * c,
+                                      betas=(self.hp["beta1"] ** c, self.hp["beta2"] ** c))
+        self.styled = hasattr(G, "mapping")
+        self.amp = cfg.amp and device.type == "cuda"
+
+    # -- pieces ------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.augment_policy) if self.cfg.augment == "diffaugment" else x
+
+    def _fake(self, y: torch.Tensor, track_w: bool = False) -> torch.Tensor:
+        z = torch.randn(y.shape[0], self.mcfg.z_dim, device=self.device)
+        if not self.styled:
+            return self.G(z, y)
+        G = self.G
+        w = G.mapping(z, y)
+        if track_w:
+            G.update_w_avg(w.detach(), y)
+        ws = w[:, None].expand(-1, G.num_ws, -1)
+        if self.cfg.mixing_prob > 0 and torch.rand(()) < self.cfg.mixing_prob:
+            cutoff = int(torch.randint(1, G.num_ws, ()))
+            w2 = G.mapping(torch.randn_like(z), y)
+            ws = torch.cat([ws[:, :cutoff], w2[:, None].expand(-1, G.num_ws - cutoff, -1)], dim=1)
+        return G.synthesis(ws)
+
+    def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.loss == "hinge":
+            real = F.relu(1 - real_logits).mean()
+            return real, real + F.relu(1 + fake_logits).mean()
+        real = F.softplus(-real_logits).mean()
+        return real, real + F.softplus(fake_logits).mean()
+
+    def _g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.mean() if self.cfg.loss == "hinge" else F.softplus(-fake_logits).mean()
+
+    def _average_gradients(self, module: nn.Module) -> None:
+        if not self.distributed:
+            return
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    # -- the step ----------------------------------------------------------------------
+    def step(self, x_real: torch.Tensor, y: torch.Tensor, index: int) -> torch.Tensor:
+        G, D, cfg = self.G, self.D, self.cfg
+        r1 = self.hp["r1_gamma"] > 0 and index % cfg.r1_every == 0
+
+        # D: reals → real, fakes → fake. Reals and fakes in separate D calls so D's
+        # minibatch-stddev groups never mix the two.
+        with torch.no_grad(), self._autocast():
+            x_fake = self._fake(y)
+        if r1:
+            x_real = x_real.detach().requires_grad_(True)
+        with self._autocast():
+            real_logits = D(self._augment(x_real), y).float()
+            fake_logits = D(self._augment(x_fake), y).float()
+        d_real_loss, d_loss = self._d_loss(real_logits, fake_logits)
+        d_total = d_loss
+        if r1:
+            (grad,) = torch.autograd.grad(real_logits.sum(), x_real, create_graph=True)
+            penalty = grad.float().square().flatten(1).sum(1).mean()
+            d_total = d_total + 0.5 * self.hp["r1_gamma"] * cfg.r1_every * penalty
+        self.opt_d.zero_grad(set_to_none=True)
+        d_total.backward()
+        self._average_gradients(D)
+        self.opt_d.step()
+
+        # G: fool D.
+        D.requires_grad_(False)
+        with self._autocast():
+            g_loss = self._g_loss(D(self._augment(self._fake(y, track_w=True)), y).float())
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self._average_gradients(G)
+        self.opt_g.step()
+        D.requires_grad_(True)
+
+        self.update_ema(index)
+        return torch.stack([d_loss.detach(), g_loss.detach(), d_real_loss.detach()])
+
+    @torch.no_grad()
+    def update_ema(self, index: int) -> None:
+        decay = min(self.cfg.ema_decay, (1 + index) / (10 + index))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.lerp_(p, 1 - decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # -- checkpointing -----------------------------------------------------------------
+    def optimizer_state(self) -> dict:
+        return {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        self.opt_g.load_state_dict(state["g"])
+        self.opt_d.load_state_dict(state["d"])

@@ -1,0 +1,149 @@
+"""The stylegan architecture and the training step: shapes, conditioning, and that each
+regulariser/option does what it says."""
+
+import copy
+
+import pytest
+import torch
+
+from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.models import build_discriminator, build_generator
+from ray_gan.models.stylegan import ModulatedConv2d
+from ray_gan.train.augment import diff_augment
+from ray_gan.train.step import GANStep, resolve_hyperparameters
+
+
+def small(res=16, styles=3):
+    return ModelConfig(arch="stylegan", resolution=res, num_styles=styles, g_channels=8, d_channels=8, z_dim=16,
+                       w_dim=16, embed_dim=8, mapping_layers=2, max_channels=32)
+
+
+@pytest.mark.parametrize("res", [8, 16, 32, 64])
+def test_shapes_every_resolution(res):
+    cfg = small(res)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    z, s = torch.randn(4, 16), torch.tensor([0, 1, 2, 0])
+    x = G(z, s)
+    assert x.shape == (4, 3, res, res)
+    assert D(x, s).shape == (4,)
+    assert G.num_ws == len(G.ws_resolution())
+    assert sorted(G.layer_range("coarse") + G.layer_range("fine")) == list(range(G.num_ws))
+
+
+def test_resolution_must_be_power_of_two_in_range():
+    with pytest.raises(ValueError, match="power-of-two"):
+        ModelConfig(arch="stylegan", resolution=48)
+    with pytest.raises(ValueError, match="power-of-two"):
+        ModelConfig(arch="stylegan", resolution=512)
+
+
+def test_demodulation_normalises_output_scale_whatever_the_style():
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(32, 32, 3, w_dim=8)
+    x = torch.randn(8, 32, 16, 16)
+    with torch.no_grad():
+        conv.affine.bias.fill_(10.0)  # huge styles
+        big = conv(x, torch.randn(8, 8)).std()
+        conv.affine.bias.fill_(0.1)  # tiny styles
+        tiny = conv(x, torch.randn(8, 8)).std()
+    assert float(big) == pytest.approx(float(tiny), rel=0.3)  # demodulated: scale of the styles cancels
+    assert 0.5 < float(big) < 2.0
+
+
+def test_label_and_noise_matter_and_eval_noise_is_fixed():
+    torch.manual_seed(0)
+    G = build_generator(small())
+    z = torch.randn(2, 16)
+    G.eval()
+    with torch.no_grad():
+        a, b = G(z, torch.tensor([0, 0])), G(z, torch.tensor([1, 1]))
+        for layer in G.modules():
+            if hasattr(layer, "noise_strength"):
+                layer.noise_strength.fill_(0.5)
+        c1, c2 = G(z, torch.tensor([0, 0])), G(z, torch.tensor([0, 0]))
+        G.train()
+        d1, d2 = G(z, torch.tensor([0, 0])), G(z, torch.tensor([0, 0]))
+    assert not torch.allclose(a, b)  # the style label changes the image
+    assert torch.equal(c1, c2)  # eval: constant noise, deterministic
+    assert not torch.allclose(d1, d2)  # training: fresh noise
+
+
+def test_w_avg_tracks_each_styles_mean_and_truncation_uses_it():
+    torch.manual_seed(0)
+    G = build_generator(small())
+    z, s = torch.randn(512, 16), torch.arange(512) % 3
+    w = G.mapping(z, s).detach()
+    for _ in range(2000):
+        G.update_w_avg(w, s)
+    for k in range(3):
+        assert torch.allclose(G.w_avg[k], w[s == k].mean(dim=0), atol=1e-4)
+    t = G.truncate(w, s, 0.0)
+    assert torch.allclose(t, G.w_avg[s])
+
+
+def test_diffaugment_changes_images_keeps_shape_and_is_differentiable():
+    x = (torch.rand(8, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    y = diff_augment(x, "color,translation,cutout", torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.allclose(x, y)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # cutout zeroes a quarter of the image (half the side); translation shifts content
+    ones = torch.ones(16, 3, 16, 16)
+    cut = diff_augment(ones, "cutout", torch.Generator().manual_seed(1))
+    assert (cut == 0).float().mean(dim=(1, 2, 3)).max() == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ValueError, match="unknown DiffAugment"):
+        diff_augment(x, "rotate")
+
+
+def _stepper(arch="stylegan", **train):
+    torch.manual_seed(0)
+    mc = small() if arch == "stylegan" else ModelConfig(arch="dcgan", resolution=16, num_styles=3, g_channels=8,
+                                                        d_channels=8)
+    G, D = build_generator(mc), build_discriminator(mc)
+    return GANStep(G, D, copy.deepcopy(G).eval(), mc, TrainConfig(dataset="d", out="o", arch=arch, **train),
+                   torch.device("cpu"))
+
+
+@pytest.mark.parametrize("opts", [{}, {"loss": "hinge"}, {"augment": "diffaugment"}, {"r1_every": 1},
+                                  {"mixing_prob": 1.0}])
+def test_step_updates_weights_ema_and_returns_finite_losses(opts):
+    st = _stepper(**opts)
+    before_g = [p.clone() for p in st.G.parameters()]
+    before_ema = [p.clone() for p in st.G_ema.parameters()]
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 3
+    stats = st.step(x, y, 0)
+    assert stats.shape == (3,) and torch.isfinite(stats).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, st.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_ema, st.G_ema.parameters()))
+
+
+def test_lazy_r1_runs_every_n_steps_and_changes_d(monkeypatch):
+    import ray_gan.train.step as step_mod
+
+    calls = []
+    real_grad = torch.autograd.grad
+    monkeypatch.setattr(step_mod.torch.autograd, "grad", lambda *a, **k: calls.append(1) or real_grad(*a, **k))
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 3
+    st = _stepper(r1_gamma=1.0, r1_every=4, mixing_prob=0.0)
+    for i in range(8):
+        st.step(x, y, i)
+    assert len(calls) == 2  # steps 0 and 4
+    # Adam's lr and betas are adjusted for the lazy interval (StyleGAN2, appendix B)
+    c = 4 / 5
+    assert st.opt_d.param_groups[0]["lr"] == pytest.approx(0.0025 * c)
+    assert st.opt_d.param_groups[0]["betas"][1] == pytest.approx(0.99**c)
+
+    def d_after(gamma):
+        s2 = _stepper(r1_gamma=gamma, r1_every=1, mixing_prob=0.0)
+        torch.manual_seed(1)
+        s2.step(x, y, 0)
+        return [p.detach().clone() for p in s2.D.parameters()]
+
+    assert not all(torch.equal(a, b) for a, b in zip(d_after(0.0), d_after(50.0)))
+
+
+def test_hyperparameter_defaults_per_arch():
+    hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan", batch_size=32), small(32), 2)
+    assert hp["beta1"] == 0.0 and hp["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 64)
+    hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", lr_g=1e-3), ModelConfig(), 1)
+    assert hp["lr_g"] == 1e-3 and hp["beta1"] == 0.5 and hp["r1_gamma"] == 0.0
