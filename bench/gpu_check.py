@@ -112,9 +112,11 @@ def ray_check(tmp: Path, steps: int, res: dict, serve_only: bool) -> None:
 def serve_check(tmp: Path, py: list[str], env: dict, res: dict) -> None:
     """Serve with GPU replicas: start, request, check, stop."""
     port = 8123
-    proc = subprocess.Popen(py + ["serve", str(tmp / "model"), "--port", str(port), "--gpus-per-replica", "0.5",
-                                  "--replicas", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    gpus = "0.5" if torch.cuda.is_available() else "0"
+    log_path = tmp / "serve.log"  # a file, not a pipe: Ray's log volume would fill a pipe and block serve
+    log_file = open(log_path, "w")
+    proc = subprocess.Popen(py + ["serve", str(tmp / "model"), "--port", str(port), "--gpus-per-replica", gpus,
+                                  "--replicas", "2"], env=env, stdout=log_file, stderr=subprocess.STDOUT)
     import urllib.request
 
     try:
@@ -140,11 +142,11 @@ def serve_check(tmp: Path, py: list[str], env: dict, res: dict) -> None:
     finally:
         proc.terminate()
         try:
-            out, _ = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
-        res["serve_log_tail"] = out[-3000:]
+        log_file.close()
+        res["serve_log_tail"] = log_path.read_text()[-3000:]
 
 
 def main() -> None:
@@ -154,6 +156,7 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=300)
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--serve-only", action="store_true", help="only the Ray Serve GPU check")
+    ap.add_argument("--ray-only", action="store_true", help="only the Ray checks (train, batch, serve)")
     ap.add_argument("--work", help="scratch folder (default OUT/work)")
     a = ap.parse_args()
     out = Path(a.out)
@@ -165,14 +168,14 @@ def main() -> None:
     if dev.type == "cpu":
         runs = runs[:1]
     report["train_step"] = []
-    if a.serve_only:
+    if a.serve_only or a.ray_only:
         runs = []
     for arch, res, batch in runs:
         try:
             report["train_step"].append(train_steps(arch, res, batch, a.steps, dev))
         except Exception as exc:  # keep going: report every check
             report["train_step"].append({"arch": arch, "resolution": res, "error": repr(exc)[-500:]})
-    if not a.serve_only:
+    if not (a.serve_only or a.ray_only):
         try:
             report["render"] = render_check(tmp, dev.type)
         except Exception as exc:

@@ -191,6 +191,9 @@ def build_app(args: dict) -> serve.Application:
     cfg.model = storage.normalize(cfg.model)  # replicas do not share the driver's working directory
     generator = StyleGenerator.options(
         num_replicas=cfg.num_replicas,
+        # A replica must accept at least a full batch of requests at once, or @serve.batch
+        # never fills its batches (Ray's default max_ongoing_requests is 5).
+        max_ongoing_requests=2 * cfg.max_batch_size,
         ray_actor_options={"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
     ).bind(cfg.model, cfg.max_batch_size, cfg.batch_wait_timeout_s)
     return VariantsAPI.bind(generator)
