@@ -220,6 +220,8 @@ def test_serve_endpoints_bad_bodies_and_metrics(s3_model, ray_cluster, get_free_
         got = np.asarray(Image.open(io.BytesIO(base64.b64decode(images[1]["png_base64"]))))
         assert np.array_equal(got, expect)  # same bytes as batch/generate for the same inputs
         assert images[1]["sha256"] == hashlib.sha256(base64.b64decode(images[1]["png_base64"])).hexdigest()
+        per_style = requests.post(f"{base}/v1/variants", json={**body, "truncation": {"openmoji": 0.5}}, timeout=120)
+        assert [i["truncation"] for i in per_style.json()["images"]] == [0.5] * 3 + [1.0] * 3
 
         for bad, needle in [
             ({"styles": ["google"], "n": 0}, "greater than or equal to 1"),
@@ -227,6 +229,10 @@ def test_serve_endpoints_bad_bodies_and_metrics(s3_model, ray_cluster, get_free_
             ({"styles": ["google"], "n": 1, "colour": "red"}, "Extra inputs"),
             ({"styles": "google", "n": 1}, "valid list"),
             ({"styles": ["google", "twitter", "openmoji", "google", "twitter"], "n": 64}, "exceeds"),
+            ({"styles": ["google"], "n": 1, "mix": {"layers": "coarse"}}, "need a stylegan model"),
+            ({"styles": ["google"], "n": 1, "edits": {"pc0": 1}}, "need a stylegan model"),
+            ({"styles": ["google"], "n": 1, "truncation": {"nope": 0.5}}, "unknown style"),
+            ({"styles": ["google"], "n": 1, "truncation": 3.0}, "between 0 and 2"),
         ]:
             resp = requests.post(f"{base}/v1/variants", json=bad, timeout=60)
             assert resp.status_code == 422, (bad, resp.text)
