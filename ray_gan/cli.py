@@ -164,6 +164,15 @@ def cmd_demo(a: argparse.Namespace) -> None:
     run_demo(a.dir, train_seconds=a.train_seconds)
 
 
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from ray_gan.evaluate import evaluate_model
+
+    r = evaluate_model(a.model, a.data, split=a.split, n_per_style=a.n_per_style, truncation=a.truncation,
+                       seed=a.seed, extractor=a.extractor, inception_weights=a.inception_weights, device=a.device)
+    print(r.summary_table())
+    print(f"evaluate: report {r.files['report_json']}\n          html   {r.files['report_html']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ray-gan", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -309,6 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", default="ray-gan-demo", help="working folder (default ./ray-gan-demo)")
     s.add_argument("--train-seconds", dest="train_seconds", type=float, default=180.0)
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("evaluate", help="FID/KID, precision/recall, style accuracy, memorisation audit vs a split")
+    s.add_argument("model")
+    s.add_argument("--data", required=True, help="prepared dataset URI")
+    s.add_argument("--split", default="val")
+    s.add_argument("--n-per-style", dest="n_per_style", type=int, default=1000, help="real (= generated) per style")
+    s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--extractor", choices=["auto", "inception", "random-cnn"], default="auto",
+                   help="auto: inception if weights are given, else random-cnn (offline)")
+    s.add_argument("--inception-weights", dest="inception_weights",
+                   help="local inception_v3 state dict (default $RAY_GAN_INCEPTION_WEIGHTS); never downloaded")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    s.set_defaults(func=cmd_evaluate)
     return p
 
 

@@ -1,0 +1,149 @@
+"""Quality at equal wall-clock budget: the plain reference conditional DCGAN
+(bench/reference_cdcgan.py), our ``dcgan`` and our ``stylegan``, each trained for the same
+number of seconds on this machine, then scored by ``ray-gan evaluate`` on the
+validation split (every metric of the report).
+
+    python bench/quality.py --budget 240 --datasets demo,emoji,hanzi
+
+Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
+procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
+demo or the tests). Our models train through Ray Train with the CLI's defaults (2
+workers × batch 32); the budget is ``--time-budget`` (the training loop's clock; the Ray
+start-up before it is not counted). The reference trains in one process (2 threads,
+batch 64) for the same seconds. Prints a Markdown table and writes the reports' key
+numbers to WORK/quality-results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SHARED = ROOT.parent / "shared" / "datasets"
+SOURCES = {"emoji": SHARED / "emoji-styles-64.zip", "hanzi": SHARED / "hanzi-styles-64.zip"}
+
+
+def prepared(name: str, work: Path) -> str:
+    from ray_gan import storage
+    from ray_gan.config import PrepareConfig
+    from ray_gan.data.prepare import prepare
+
+    dst = work / "data" / name
+    if (dst / "dataset.json").exists():
+        return str(dst)
+    if name == "demo":
+        from ray_gan.data.demo import write_demo_data
+
+        raw = work / "data" / "demo-raw"
+        write_demo_data(lambda key, data: storage.write_bytes(storage.join(str(raw), key), data))
+        src = str(raw)
+    else:
+        src = str(SOURCES[name])
+    prepare(PrepareConfig(src=src, dst=str(dst), resolution=32))
+    return str(dst)
+
+
+def train_ours(arch: str, data: str, out: Path, budget: float, seed: int) -> dict:
+    from ray_gan import checkpoint as ckpt
+    from ray_gan.config import TrainConfig
+    from ray_gan.train.trainer import train
+
+    if not (out / "model.json").exists():
+        train(TrainConfig(dataset=data, out=str(out), arch=arch, steps=10**8, time_budget_s=budget,
+                          checkpoint_every=10**8, log_every=200, seed=seed))
+    info = ckpt.read_model_info(str(out))
+    last = info.raw["history"][-1]
+    return {"steps": info.step, "images_per_s": last["images_per_s"], "renderer": None, "uri": str(out)}
+
+
+def train_reference(data: str, out: Path, budget: float, seed: int) -> dict:
+    import reference_cdcgan as ref
+
+    from ray_gan.data.dataset import read_dataset_info
+    from ray_gan.evaluate.realdata import read_split, style_mapping
+
+    ds = read_dataset_info(data)
+    train = read_split(ds, "train", style_mapping(ds.styles, ds.styles), 32, 3)
+    G, stats = ref.train(train.images, train.styles, len(ds.styles), budget, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    return {"steps": stats.steps, "images_per_s": stats.images_per_s,
+            "renderer": ref.ReferenceRenderer(G, ds.styles, str(out), stats.steps), "uri": str(out)}
+
+
+def evaluate(entry: dict, data: str, n_per_style: int) -> dict:
+    from ray_gan.evaluate.evaluate import EvalConfig, run_evaluation
+
+    cfg = EvalConfig(model=entry["uri"], data=data, n_per_style=n_per_style)
+    r = run_evaluation(cfg, log=lambda m: None, renderer=entry["renderer"])
+    return {"fid": r.fid, "kid": r.kid.mean, "precision": r.precision, "recall": r.recall, "density": r.density,
+            "coverage": r.coverage, "intra_fid": r.intra_fid_mean, "diversity_ratio": r.diversity_ratio_mean,
+            "style_accuracy": r.style_accuracy, "classifier_val_accuracy": r.classifier.val_accuracy,
+            "near_copy_share": r.memorisation.near_copy_share, "memorisation_flagged": r.memorisation.flagged,
+            "extractor": r.extractor.name, "report": r.files["report_html"]}
+
+
+COLUMNS = [("steps", "{:d}"), ("images_per_s", "{:.0f}"), ("fid", "{:.2f}"), ("kid", "{:.4f}"),
+           ("precision", "{:.3f}"), ("recall", "{:.3f}"), ("density", "{:.3f}"), ("coverage", "{:.3f}"),
+           ("intra_fid", "{:.2f}"), ("diversity_ratio", "{:.2f}"), ("style_accuracy", "{:.3f}"),
+           ("near_copy_share", "{:.3f}")]
+
+
+def table(rows: list[dict]) -> str:
+    head = ["dataset", "model"] + [c for c, _ in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["dataset"], r["model"]]
+        for c, fmt in COLUMNS:
+            v = r.get(c)
+            cells.append("–" if v is None else fmt.format(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", type=float, default=240.0, help="training seconds per model")
+    ap.add_argument("--datasets", default="demo,emoji,hanzi")
+    ap.add_argument("--models", default="reference,dcgan,stylegan")
+    ap.add_argument("--n-per-style", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray_gan_quality"))
+    a = ap.parse_args()
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results_path = work / "quality-results.json"
+    rows = json.loads(results_path.read_text()) if results_path.exists() else []
+    done = {(r["dataset"], r["model"], r["budget"]) for r in rows}
+    for name in a.datasets.split(","):
+        data = prepared(name, work)
+        for model in a.models.split(","):
+            if (name, model, a.budget) in done:
+                continue
+            out = work / "models" / f"{name}-{model}-{int(a.budget)}s"
+            t = time.perf_counter()
+            entry = (train_reference(data, out, a.budget, a.seed) if model == "reference"
+                     else train_ours(model, data, out, a.budget, a.seed))
+            train_s = time.perf_counter() - t
+            scores = evaluate(entry, data, a.n_per_style)
+            row = {"dataset": name, "model": model, "budget": a.budget, "steps": entry["steps"],
+                   "images_per_s": entry["images_per_s"], "wall_s": round(train_s, 1), **scores}
+            rows.append(row)
+            results_path.write_text(json.dumps(rows, indent=1))
+            print(json.dumps(row), flush=True)
+    import platform
+
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; budget {a.budget:.0f} s "
+          f"per model; features: {rows[0]['extractor'] if rows else '?'}\n")
+    print(table([r for r in rows if r["budget"] == a.budget]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""``ray-gan evaluate``: score a trained model against one split of its dataset.
+
+Data flow (one process, no Ray)::
+
+    model.json, dataset.json → styles matched by name
+    real: the split's shards (pyarrow) → ≤ n_per_style per style, evenly spaced → model space
+    train: the train shards → ≤ max_train images, evenly spaced (classifier, memorisation)
+    generated: Renderer.render, as many per style as real ones, seeds by SEED_RULE
+    features (inception | random-cnn) of real, generated, train
+      → FID, KID, precision/recall, density/coverage (generated vs real, all styles)
+      → per style: FID, diversity of real and generated
+    style classifier fitted on train, checked on real val → style accuracy of generated
+    memorisation audit: generated → nearest train (pixels: verdict; features: reported)
+      threshold from val → nearest train
+    → MODEL/eval/<split>-<step:08d>/report.json, report.html, PNGs; MODEL/eval/latest.json
+
+Every random choice is seeded (render seeds, KID subsets, classifier), so the same
+inputs give the same report (apart from its ``run`` section) on the same kind of device.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ray_gan import storage
+from ray_gan.checkpoint import ModelInfo
+from ray_gan.data.dataset import read_dataset_info
+from ray_gan.data.images import encode_png
+from ray_gan.evaluate import metrics
+from ray_gan.evaluate.classifier import accuracy, train_style_classifier
+from ray_gan.evaluate.features import ExtractorName, make_extractor
+from ray_gan.evaluate.memorisation import NearCopyAudit, audit_near_copies, pixel_vectors, worst_pairs_png
+from ray_gan.evaluate.realdata import RealImages, read_split, style_mapping
+from ray_gan.evaluate.report import (AuditResult, ClassifierResult, DistanceSummary, EvalReport, ExtractorInfo,
+                                     KIDResult, MemorisationResult, RunInfo, StyleResult, WorstPair, render_html)
+from ray_gan.evaluate.threads import one_torch_thread
+
+EVAL_DIR = "eval"
+LATEST_JSON = "latest.json"
+# Render seeds: far above the small seeds of training sample grids, `generate` and batch
+# jobs, different per style (so samples are independent across styles) and per run seed.
+EVAL_SEED_BASE = 2**40
+_SEED_RUN_STRIDE = 2**32
+_SEED_STYLE_STRIDE = 2**20
+SEED_RULE = "seed(style k, image i) = 2**40 + seed * 2**32 + k * 2**20 + i"
+GRID_COLS = 8
+GRID_GENERATED = 32
+GRID_REAL = 16
+
+
+class EvalConfig(BaseModel):
+    """Settings of one evaluation (unknown fields are errors)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = Field(description="Model URI (local path or s3://).")
+    data: str = Field(description="Prepared dataset URI.")
+    split: str = Field("val", description="Real images to compare with: val (default) or train.")
+    n_per_style: int = Field(1000, ge=2, lt=_SEED_STYLE_STRIDE,
+                             description="At most this many real images per style; as many are generated.")
+    truncation: float = Field(1.0, ge=0.0, le=2.0)
+    seed: int = Field(0, ge=0, lt=256, description="Seeds rendering, KID subsets and the style classifier.")
+    extractor: ExtractorName = "auto"
+    inception_weights: str | None = None
+    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
+    max_train: int = Field(20_000, ge=2, description="Training images for the classifier and the memorisation audit.")
+    kid_subsets: int = Field(100, ge=1)
+    kid_subset_size: int = Field(1000, ge=2)
+    pr_k: int = Field(3, ge=1, description="k of the k-NN radii for precision/recall (paper: 3).")
+    dc_k: int = Field(5, ge=1, description="k for density/coverage (paper: 5).")
+    memorisation_quantile: float = Field(0.05, gt=0.0, lt=0.5)
+    memorisation_flag_ratio: float = Field(2.0, ge=1.0)
+    worst_pairs: int = Field(16, ge=1, le=256)
+    classifier_steps: int = Field(300, ge=1, description="Optimisation steps (batches of 128) of the style classifier.")
+
+
+def render_seed(run_seed: int, style: int, i: int) -> int:
+    return EVAL_SEED_BASE + run_seed * _SEED_RUN_STRIDE + style * _SEED_STYLE_STRIDE + i
+
+
+def eval_uri(model_uri: str, split: str, step: int) -> str:
+    return storage.join(model_uri, EVAL_DIR, f"{split}-{step:08d}")
+
+
+def _distances(d: np.ndarray) -> DistanceSummary:
+    return DistanceSummary(min=float(d.min()), median=float(np.median(d)), mean=float(d.mean()))
+
+
+def _audit_result(a: NearCopyAudit, style_names: list[str]) -> AuditResult:
+    return AuditResult(space=a.space, threshold=a.threshold,
+                       style_thresholds={style_names[k]: v for k, v in sorted(a.style_thresholds.items())},
+                       reference=a.reference, near_copy_count=a.count, near_copy_share=a.share, flagged=a.flagged,
+                       generated_to_train=_distances(a.distance), reference_to_train=_distances(a.reference_distances))
+
+
+def _grid_png(images: np.ndarray, n: int) -> bytes:
+    from ray_gan.generate.render import make_grid
+
+    return encode_png(make_grid(images[:n], cols=GRID_COLS))
+
+
+def _optional(fn: Callable[[], Any], enough: bool) -> Any:
+    return fn() if enough else None
+
+
+def evaluate_model(model_uri: str, data_uri: str, split: str = "val", n_per_style: int = 1000,
+                   truncation: float = 1.0, seed: int = 0, extractor: ExtractorName = "auto",
+                   inception_weights: str | None = None, device: str | None = None,
+                   log: Callable[[str], None] = print, **settings: Any) -> EvalReport:
+    """Evaluate ``model_uri`` on ``split`` of ``data_uri``; write the report; return it.
+
+    Further :class:`EvalConfig` fields (``max_train``, ``kid_subsets``, …) go in ``settings``.
+    """
+    cfg = EvalConfig(model=model_uri, data=data_uri, split=split, n_per_style=n_per_style, truncation=truncation,
+                     seed=seed, extractor=extractor, inception_weights=inception_weights, device=device, **settings)
+    return run_evaluation(cfg, log)
+
+
+class ImageSource(Protocol):
+    """What evaluation renders from: :class:`ray_gan.generate.render.Renderer` (the default,
+    loaded from ``cfg.model``) or any object with the same three members, e.g. a reference
+    implementation's generator in a benchmark."""
+
+    info: ModelInfo
+    device: torch.device
+
+    def render(self, styles: Sequence[int], seeds: Sequence[int], truncation: float = 1.0) -> np.ndarray: ...
+
+
+def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
+                   renderer: ImageSource | None = None) -> EvalReport:
+    """Evaluate with the settings in ``cfg``; ``renderer`` replaces the model at ``cfg.model``
+    (whose URI still names where the report goes)."""
+    from ray_gan.generate.render import Renderer
+
+    seconds: dict[str, float] = {}
+    t_all = t = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        seconds[stage] = round(now - t, 3)
+        t = now
+
+    if renderer is None:
+        renderer = Renderer(cfg.model, device=cfg.device)
+    info, device = renderer.info, renderer.device
+    ds = read_dataset_info(cfg.data)
+    style_map = style_mapping(ds.styles, info.styles)
+    ext = make_extractor(cfg.extractor, cfg.inception_weights, device)  # before the slow part: fail fast
+    res, channels = info.config.resolution, info.config.channels
+    real = read_split(ds, cfg.split, style_map, res, channels, per_style=cfg.n_per_style)
+    train = read_split(ds, "train", style_map, res, channels, limit=cfg.max_train)
+    val: RealImages | None = real if cfg.split == "val" else None
+    if val is None and ds.shard_uris("val"):
+        val = read_split(ds, "val", style_map, res, channels, per_style=cfg.n_per_style)
+    lap("read_real")
+    log(f"evaluate: {len(real.images)} real {cfg.split} images in {len(real.available)} styles, "
+        f"{len(train.images)} train images ({res} px)")
+
+    styles = [int(s) for s in real.styles]  # grouped by style, ascending
+    per_style_count = {k: styles.count(k) for k in sorted(set(styles))}
+    seeds = [render_seed(cfg.seed, k, i) for k in sorted(per_style_count) for i in range(per_style_count[k])]
+    with one_torch_thread():  # 16-row micro-batches: see ray_gan.evaluate.threads
+        generated = renderer.render(styles, seeds, cfg.truncation)
+    gen_styles = np.asarray(styles, dtype=np.int64)
+    lap("render")
+    log(f"evaluate: rendered {len(generated)} images (truncation {cfg.truncation}) on {device}")
+
+    f_real, f_gen, f_train = ext(real.images), ext(generated), ext(train.images)
+    f_val = f_real if val is real else (ext(val.images) if val is not None else None)
+    lap("features")
+
+    kid = metrics.kid(f_real, f_gen, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
+    pr = _optional(lambda: metrics.precision_recall(f_real, f_gen, cfg.pr_k), len(f_real) > cfg.pr_k)
+    dc = _optional(lambda: metrics.density_coverage(f_real, f_gen, cfg.dc_k), len(f_real) > cfg.dc_k)
+    fid = metrics.fid(f_real, f_gen)
+    lap("metrics")
+
+    fitted = train_style_classifier(train.images, train.styles, len(info.styles),
+                                    val.images if val is not None else None, val.styles if val is not None else None,
+                                    steps=cfg.classifier_steps, seed=cfg.seed, device=device)
+    gen_acc = accuracy(fitted.classifier.predict(generated), gen_styles, len(info.styles))
+    lap("classifier")
+
+    val_styles = val.styles if val is not None else None
+    pixel = audit_near_copies(pixel_vectors(generated), pixel_vectors(train.images),
+                              pixel_vectors(val.images) if val is not None else None,
+                              cfg.memorisation_quantile, cfg.memorisation_flag_ratio, "pixel", np.float32,
+                              gen_styles, val_styles)
+    feature = audit_near_copies(f_gen, f_train, f_val, cfg.memorisation_quantile, cfg.memorisation_flag_ratio,
+                                ext.name, np.float64, gen_styles, val_styles)
+    lap("memorisation")
+
+    per_style: list[StyleResult] = []
+    for k in sorted(per_style_count):
+        r_mask, g_mask = real.styles == k, gen_styles == k
+        n = int(r_mask.sum())
+        div_r = _optional(lambda: metrics.diversity(f_real[r_mask]), n >= 2)
+        div_g = _optional(lambda: metrics.diversity(f_gen[g_mask]), n >= 2)
+        per_style.append(StyleResult(
+            style=info.styles[k], n_real=n, n_generated=int(g_mask.sum()), available_real=real.available.get(k, n),
+            fid=_optional(lambda: metrics.fid(f_real[r_mask], f_gen[g_mask]), n >= 2),
+            diversity_real=div_r, diversity_generated=div_g,
+            diversity_ratio=div_g / div_r if div_r and div_g is not None else None,
+            style_accuracy=gen_acc.per_style[k],
+            classifier_val_accuracy=fitted.val.per_style[k] if fitted.val is not None else None,
+            near_copy_share=float(pixel.near_copy[g_mask].mean()),
+        ))
+    lap("per_style")
+
+    out = eval_uri(cfg.model, cfg.split, info.step)
+    files = {"dir": out, "report_json": storage.join(out, "report.json"),
+             "report_html": storage.join(out, "report.html"), "worst_pairs_png": storage.join(out, "worst-pairs.png"),
+             "latest_json": storage.join(cfg.model, EVAL_DIR, LATEST_JSON)}
+    gen_grids, real_grids = [], []
+    for k in sorted(per_style_count):
+        gen_grids.append(_grid_png(generated[gen_styles == k], GRID_GENERATED))
+        real_grids.append(_grid_png(real.images[real.styles == k], GRID_REAL))
+        files[f"samples_{info.styles[k]}"] = storage.join(out, f"samples-{k:03d}.png")
+        files[f"real_{info.styles[k]}"] = storage.join(out, f"real-{k:03d}.png")
+        storage.write_bytes(files[f"samples_{info.styles[k]}"], gen_grids[-1])
+        storage.write_bytes(files[f"real_{info.styles[k]}"], real_grids[-1])
+    pairs_png = worst_pairs_png(generated, train.images, pixel, cfg.worst_pairs)
+    storage.write_bytes(files["worst_pairs_png"], pairs_png)
+    lap("write_images")
+    seconds["total"] = round(time.perf_counter() - t_all, 3)
+
+    worst = pixel.closest(cfg.worst_pairs)
+    memorisation = MemorisationResult(
+        verdict_space="pixel", flagged=pixel.flagged, near_copy_share=pixel.share, near_copy_count=pixel.count,
+        expected_share=cfg.memorisation_quantile, quantile=cfg.memorisation_quantile,
+        flag_ratio=cfg.memorisation_flag_ratio, train_images=len(train.images),
+        pixel=_audit_result(pixel, info.styles), feature=_audit_result(feature, info.styles),
+        worst_pairs=[WorstPair(style=info.styles[styles[i]], seed=seeds[i], pixel_distance=float(pixel.distance[i]),
+                               feature_distance=float(np.linalg.norm(f_gen[i] - f_train[pixel.index[i]])),
+                               train_key=train.keys[pixel.index[i]]) for i in worst])
+    ratios = [s.diversity_ratio for s in per_style if s.diversity_ratio is not None]
+    intra = [s.fid for s in per_style if s.fid is not None]
+    report = EvalReport(
+        model=info.uri, model_step=info.step, weights_sha256=info.weights_sha256, dataset=ds.uri,
+        dataset_checksum=ds.checksum, split=cfg.split,
+        settings=cfg.model_dump(mode="json", exclude={"model", "data", "device"}), seed_rule=SEED_RULE,
+        extractor=ExtractorInfo(name=ext.name, dim=ext.dim, input_size=ext.input_size, fingerprint=ext.fingerprint,
+                                description=ext.description, comparable_with_published_fid=ext.name == "inception"),
+        n_real=len(real.images), n_generated=len(generated), fid=fid,
+        kid=KIDResult(mean=kid.mean, std=kid.std, subsets=kid.subsets, subset_size=kid.subset_size),
+        precision=pr.precision if pr else None, recall=pr.recall if pr else None,
+        density=dc.density if dc else None, coverage=dc.coverage if dc else None,
+        intra_fid_mean=float(np.mean(intra)) if intra else None,
+        diversity_ratio_mean=float(np.mean(ratios)) if ratios else None,
+        style_accuracy=gen_acc.overall,
+        classifier=ClassifierResult(
+            train_images=fitted.train_images, steps=fitted.steps, epochs=round(fitted.epochs, 3),
+            input_size=fitted.classifier.input_size,
+            val_images=len(val.images) if val is not None else 0,
+            val_accuracy=fitted.val.overall if fitted.val is not None else None,
+            val_accuracy_per_style={info.styles[k]: (fitted.val.per_style[k] if fitted.val is not None else None)
+                                    for k in sorted(per_style_count)}),
+        memorisation=memorisation, per_style=per_style,
+        notes=_notes(cfg, ext.name, ext.dim, len(real.images), per_style, info.styles, real, val is not None,
+                     kid.subset_size),
+        files=files,
+        run=RunInfo(created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), seconds=seconds,
+                    device=str(device), torch=torch.__version__),
+    )
+    doc = report.model_dump(mode="json")
+    storage.write_bytes(files["report_html"], render_html(report, gen_grids, real_grids, pairs_png).encode())
+    storage.write_json(files["report_json"], doc)
+    storage.write_json(files["latest_json"], doc)
+    log(f"evaluate: report → {files['report_json']}")
+    return report
+
+
+def _notes(cfg: EvalConfig, ext_name: str, dim: int, n_real: int, per_style: list[StyleResult],
+           model_styles: list[str], real: RealImages, has_val: bool, kid_subset_size: int) -> list[str]:
+    notes = []
+    if ext_name == "random-cnn":
+        notes.append("Features: random-cnn (fixed random weights, see extractor.fingerprint). FID/KID on it compare "
+                     "models and runs of this project with each other, NOT with published Inception FIDs.")
+    else:
+        notes.append("Features: torchvision inception_v3 pool3. Close to, not identical with, the TF-Inception of "
+                     "published FIDs; compare with published numbers only loosely.")
+    smallest = min(s.n_real for s in per_style)
+    if n_real <= dim or smallest <= dim:
+        notes.append(f"Few samples for {dim}-d features ({n_real} overall, {smallest} in the smallest style): FID "
+                     "is biased upwards at small n (covariances are rank-deficient); compare FIDs only at equal "
+                     "n_per_style. KID is unbiased.")
+    if kid_subset_size >= n_real and cfg.kid_subsets > 1:
+        notes.append(f"KID subsets hold all {n_real} images (fewer than kid_subset_size={cfg.kid_subset_size}): "
+                     "every subset is the same, so kid.std is 0 and no error bar.")
+    missing = [s for i, s in enumerate(model_styles) if i not in real.available]
+    if missing:
+        notes.append(f"Model styles without real {cfg.split} images, not evaluated: {missing}.")
+    limited = [s.style for s in per_style if s.available_real > s.n_real]
+    if limited:
+        notes.append(f"Real images capped at n_per_style={cfg.n_per_style} (evenly spaced) for: {limited}.")
+    if not has_val:
+        notes.append("No val split: the memorisation threshold comes from train leave-one-out distances and the "
+                     "classifier's accuracy is not measured on held-out data.")
+    notes.append("Memorisation verdict from pixel-space distances (aligned images: a small pixel distance is a "
+                 "copy, independent of the feature extractor); feature-space distances are reported beside it.")
+    return notes

@@ -1,0 +1,263 @@
+"""The evaluation report: typed result models (→ ``report.json``) and ``report.html``.
+
+Everything but :class:`RunInfo` (timestamps, stage timings, versions) is a deterministic
+function of the inputs, so two reports of the same model, data and settings differ only
+under ``run``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+REPORT_SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExtractorInfo(_Model):
+    name: str
+    dim: int
+    input_size: int
+    fingerprint: str  # sha256 of the extractor's weights: equal fingerprints = comparable feature spaces
+    description: str
+    comparable_with_published_fid: bool
+
+
+class KIDResult(_Model):
+    mean: float
+    std: float
+    subsets: int
+    subset_size: int
+
+
+class StyleResult(_Model):
+    style: str
+    n_real: int  # real images used (≤ n_per_style)
+    n_generated: int  # = n_real
+    available_real: int  # images of this style in the split
+    fid: float | None  # intra-class FID (generated vs real of this style)
+    diversity_real: float | None  # mean pairwise feature distance
+    diversity_generated: float | None
+    diversity_ratio: float | None  # generated / real (≈ 1 good; ≪ 1 mode collapse)
+    style_accuracy: float | None  # share of this style's generated images classified as this style
+    classifier_val_accuracy: float | None  # the classifier on real val images of this style
+    near_copy_share: float  # pixel-space memorisation audit, this style's generated images
+
+
+class ClassifierResult(_Model):
+    train_images: int
+    steps: int
+    epochs: float  # passes over the training images
+    input_size: int
+    val_images: int
+    val_accuracy: float | None  # how far to trust style_accuracy
+    val_accuracy_per_style: dict[str, float | None]
+
+
+class DistanceSummary(_Model):
+    min: float
+    median: float
+    mean: float
+
+
+class AuditResult(_Model):
+    space: str  # "pixel" or the extractor's name
+    threshold: float  # over all styles
+    style_thresholds: dict[str, float]  # per style: what each generated image is held to
+    reference: str
+    near_copy_count: int
+    near_copy_share: float
+    flagged: bool
+    generated_to_train: DistanceSummary
+    reference_to_train: DistanceSummary
+
+
+class WorstPair(_Model):
+    style: str
+    seed: int
+    pixel_distance: float
+    feature_distance: float  # to the same training image, in the extractor's space
+    train_key: str  # source_key of the nearest training image ('' if unknown)
+
+
+class MemorisationResult(_Model):
+    verdict_space: str  # which audit decides ``flagged``: "pixel" (see memorisation.py for why)
+    flagged: bool
+    near_copy_share: float
+    near_copy_count: int
+    expected_share: float  # = quantile: the share of held-out real images under the threshold
+    quantile: float
+    flag_ratio: float
+    train_images: int
+    pixel: AuditResult
+    feature: AuditResult
+    worst_pairs: list[WorstPair]
+
+
+class RunInfo(_Model):
+    created: str
+    seconds: dict[str, float]
+    device: str
+    torch: str
+
+
+class EvalReport(_Model):
+    schema_version: int = REPORT_SCHEMA_VERSION
+    model: str
+    model_step: int
+    weights_sha256: str
+    dataset: str
+    dataset_checksum: str
+    split: str
+    settings: dict[str, Any]  # the EvalConfig (minus where to write)
+    seed_rule: str
+    extractor: ExtractorInfo
+    n_real: int
+    n_generated: int
+    fid: float
+    kid: KIDResult
+    precision: float | None
+    recall: float | None
+    density: float | None
+    coverage: float | None
+    intra_fid_mean: float | None
+    diversity_ratio_mean: float | None
+    style_accuracy: float | None
+    classifier: ClassifierResult
+    memorisation: MemorisationResult
+    per_style: list[StyleResult]
+    notes: list[str]
+    files: dict[str, str]
+    run: RunInfo
+
+    def summary(self) -> dict[str, Any]:
+        """One flat row for tables (benchmarks, comparisons across models)."""
+        return {
+            "model": self.model, "step": self.model_step, "split": self.split, "extractor": self.extractor.name,
+            "n_real": self.n_real, "n_generated": self.n_generated, "fid": self.fid,
+            "kid_mean": self.kid.mean, "kid_std": self.kid.std, "precision": self.precision, "recall": self.recall,
+            "density": self.density, "coverage": self.coverage, "intra_fid_mean": self.intra_fid_mean,
+            "diversity_ratio_mean": self.diversity_ratio_mean, "style_accuracy": self.style_accuracy,
+            "classifier_val_accuracy": self.classifier.val_accuracy,
+            "near_copy_share": self.memorisation.near_copy_share, "memorisation_flagged": self.memorisation.flagged,
+        }
+
+    def summary_table(self) -> str:
+        """A short plain-text summary (what ``ray-gan evaluate`` prints)."""
+        m, f = self.memorisation, lambda v, spec=".4g": "–" if v is None else format(v, spec)  # noqa: E731
+        caveat = "" if self.extractor.comparable_with_published_fid else \
+            " (not comparable with published Inception FIDs)"
+        lines = [
+            f"model {self.model} (step {self.model_step}) vs {self.split} of {self.dataset}",
+            f"features: {self.extractor.name}{caveat}; {self.n_generated} generated vs {self.n_real} real images",
+            f"  FID                 {f(self.fid)}",
+            f"  KID x1000           {f(self.kid.mean * 1000)} ± {f(self.kid.std * 1000, '.2g')}",
+            f"  precision / recall  {f(self.precision, '.3f')} / {f(self.recall, '.3f')}",
+            f"  density / coverage  {f(self.density, '.3f')} / {f(self.coverage, '.3f')}",
+            f"  intra-style FID     {f(self.intra_fid_mean)} (mean over styles)",
+            f"  diversity ratio     {f(self.diversity_ratio_mean, '.3f')} (generated / real)",
+            f"  style accuracy      {f(self.style_accuracy, '.3f')} (classifier on real val: "
+            f"{f(self.classifier.val_accuracy, '.3f')})",
+            f"  near-copies         {m.near_copy_share:.1%} ({m.near_copy_count} of {self.n_generated}; "
+            f"expected ≈ {m.expected_share:.0%}) — memorisation {'FLAGGED' if m.flagged else 'not flagged'}",
+            f"  {'style':<16} {'n':>6} {'FID':>10} {'div. ratio':>10} {'style acc':>10} {'near-copy':>10}",
+        ]
+        lines += [f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>10} {f(s.diversity_ratio, '.3f'):>10} "
+                  f"{f(s.style_accuracy, '.3f'):>10} {s.near_copy_share:>10.1%}" for s in self.per_style]
+        return "\n".join(lines)
+
+    def deterministic_dump(self) -> dict[str, Any]:
+        """The report without ``run``: equal for equal inputs."""
+        return self.model_dump(mode="json", exclude={"run"})
+
+
+# ---- HTML ---------------------------------------------------------------------------
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return (f'<img alt="{html.escape(alt)}" class="px" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:72em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.px{image-rendering:pixelated;zoom:2}
+.styles{display:flex;flex-wrap:wrap;gap:1.5em}.note{color:#555}figure{margin:0}"""
+
+
+def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: list[bytes], worst_pairs: bytes) -> str:
+    """A self-contained page (PNGs embedded) with the report's tables."""
+    r = report
+    m = r.memorisation
+    overview = _table(["metric", "value", "meaning"], [
+        ["FID", r.fid, f"generated vs real {r.split}; lower is better; {r.extractor.name} features"],
+        ["KID (×1000)", r.kid.mean * 1000, f"± {r.kid.std * 1000:.3g}; unbiased, ≈ 0 when indistinguishable"],
+        ["precision", r.precision, "share of generated images inside the real manifold (fidelity)"],
+        ["recall", r.recall, "share of real images inside the generated manifold (diversity)"],
+        ["density", r.density, "≈ 1 when generated images sit where reals are dense"],
+        ["coverage", r.coverage, "share of real neighbourhoods that hold a generated image"],
+        ["intra-style FID (mean)", r.intra_fid_mean, "FID per style, averaged"],
+        ["diversity ratio (mean)", r.diversity_ratio_mean, "generated / real mean pairwise distance; ≪ 1 = collapse"],
+        ["style accuracy", r.style_accuracy, f"classifier's real-val accuracy: {_fmt(r.classifier.val_accuracy)}"],
+        ["near-copy share", m.near_copy_share,
+         f"expected ≈ {m.expected_share:.3g}; memorisation flagged: {_fmt(m.flagged)}"],
+    ])
+    per_style = _table(
+        ["style", "n", "FID", "diversity real", "diversity gen", "ratio", "style acc.", "classifier val acc.",
+         "near-copy share"],
+        [[s.style, s.n_real, s.fid, s.diversity_real, s.diversity_generated, s.diversity_ratio, s.style_accuracy,
+          s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
+    audits = _table(
+        ["space", "threshold (all styles)", "near copies", "share", "flagged", "gen→train median", "val→train median"],
+        [[a.space + (" (verdict)" if a.space == m.verdict_space else ""), a.threshold, a.near_copy_count,
+          a.near_copy_share, a.flagged, a.generated_to_train.median, a.reference_to_train.median]
+         for a in (m.pixel, m.feature)])
+    pairs = _table(["#", "style", "seed", "pixel distance", "feature distance", "nearest training image"],
+                   [[i + 1, p.style, p.seed, p.pixel_distance, p.feature_distance, p.train_key]
+                    for i, p in enumerate(m.worst_pairs)])
+    grids = "".join(
+        f"<figure><h3>{html.escape(s.style)}</h3><p>generated</p>{_img(g, s.style + ' generated')}"
+        f"<p>real {html.escape(r.split)}</p>{_img(rg, s.style + ' real')}</figure>"
+        for s, g, rg in zip(r.per_style, generated_grids, real_grids))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in r.notes)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>ray_gan evaluation</title>
+<style>{_CSS}</style></head><body>
+<h1>Evaluation: {html.escape(r.model)} (step {r.model_step}) on {html.escape(r.split)}</h1>
+<p class="note">dataset {html.escape(r.dataset)} · {r.n_generated} generated vs {r.n_real} real images ·
+truncation {_fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.extractor.name)}</b>:
+{html.escape(r.extractor.description)}</p>
+<h2>Overview</h2>{overview}
+<h2>Per style</h2>{per_style}
+<p class="note">Style classifier: {r.classifier.train_images} training images, {r.classifier.steps} steps
+({r.classifier.epochs:.3g} epochs),
+real-val accuracy {_fmt(r.classifier.val_accuracy)} on {r.classifier.val_images} images.</p>
+<h2>Memorisation audit</h2>{audits}
+<p class="note">Threshold = {m.quantile:g} quantile of {html.escape(m.pixel.reference)} distances; reference set:
+{m.train_images} training images.</p>
+<h3>Closest pairs (generated | nearest training image)</h3>{_img(worst_pairs, "closest pairs")}{pairs}
+<h2>Samples</h2><div class="styles">{grids}</div>
+<h2>Notes</h2><ul>{notes}</ul>
+<p class="note">Created {html.escape(r.run.created)} on {html.escape(r.run.device)}.</p>
+</body></html>
+"""
