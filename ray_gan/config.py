@@ -102,6 +102,8 @@ class TrainConfig(_Strict):
     augment_policy: str = Field("color,translation,cutout", pattern=r"^(color|translation|cutout)(,(color|translation|cutout))*$")
     mixing_prob: float = Field(0.9, ge=0, le=1, description="stylegan: share of G steps with style mixing.")
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU).")
+    channels_last: bool = Field(True, description="NHWC memory format for the conv nets (faster convolutions "
+                                "with oneDNN on CPU and cuDNN on GPU); no effect on vanilla.")
     checkpoint_every: int = Field(500, ge=1)
     log_every: int = Field(25, ge=1)
     val_batches: int = Field(4, ge=1, description="Validation batches for D's val loss at each checkpoint.")

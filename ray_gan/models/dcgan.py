@@ -1,7 +1,8 @@
 """Style-conditional DCGAN (Radford et al., 2015) with a projection discriminator
 (Miyato & Koyama, 2018) and spectral normalisation in D (Miyato et al., 2018).
 
-G: z → linear → 4×4 → (×2 transposed conv, style-conditional BN, ReLU)* → conv → tanh.
+G: z → linear → 4×4 → (×2 transposed conv, style-conditional BN, ReLU)* → ×2 transposed
+   conv to RGB → tanh (the paper's layout: widths 8g, 4g, 2g, g then the image).
 D: (conv stride 2, LeakyReLU 0.2)* down to 4×4 → minibatch-stddev channel → φ(x);
    logit = w·φ(x) + embed(style)·φ(x).
 """
@@ -52,14 +53,17 @@ class DCGANGenerator(nn.Module):
         self.cfg = cfg
         self.z_dim = cfg.z_dim
         n = _n_blocks(cfg.resolution)
-        chans = [min(cfg.g_channels * 2 ** (n - 1 - i), _MAX_CH) for i in range(n)] + [cfg.g_channels]
+        chans = [min(cfg.g_channels * 2 ** (n - 1 - i), _MAX_CH) for i in range(n)]
         k = cfg.num_styles if cfg.conditional else 0
         self.c0 = chans[0]
         self.fc = nn.Linear(cfg.z_dim, 4 * 4 * chans[0], bias=False)
         self.bn0 = ConditionalBatchNorm2d(chans[0], k)
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1, bias=False) for i in range(n))
-        self.bns = nn.ModuleList(ConditionalBatchNorm2d(chans[i + 1], k) for i in range(n))
-        self.to_rgb = nn.Conv2d(cfg.g_channels, cfg.channels, 3, 1, 1)
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1, bias=False)
+                                 for i in range(n - 1))
+        self.bns = nn.ModuleList(ConditionalBatchNorm2d(chans[i + 1], k) for i in range(n - 1))
+        # The last doubling goes straight to the image (as in the DCGAN paper): no
+        # full-resolution hidden layer, the most expensive layer of a wider design.
+        self.to_rgb = nn.ConvTranspose2d(chans[-1], cfg.channels, 4, 2, 1)
         _init_weights(self)
 
     def forward(self, z: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

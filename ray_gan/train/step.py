@@ -19,7 +19,10 @@ Regularisation and stabilisation:
   the same style label, so adjacent layers do not learn to depend on each other (which
   is what makes coarse/fine mixing a control at render time);
 * EMA of G's weights, with a warm-up so short runs still get a useful average;
-* bf16 autocast on CUDA when ``amp`` (R1's gradient is taken in float32).
+* one forward pass of G per step: D's update uses the fakes detached, G's the same
+  fakes through the updated D (the DCGAN reference loop does the same);
+* bf16 autocast on CUDA when ``amp`` (R1's gradient is taken in float32);
+* channels-last (NHWC) weights and activations when ``channels_last``.
 
 Data parallel: when ``distributed``, gradients are averaged with one ``all_reduce``
 over a flat buffer after each backward pass.
@@ -72,6 +75,9 @@ class GANStep:
                                       betas=(self.hp["beta1"] ** c, self.hp["beta2"] ** c))
         self.styled = hasattr(G, "mapping")
         self.amp = cfg.amp and device.type == "cuda"
+        self._ema_pairs = None
+        self.memory_format = torch.channels_last if cfg.channels_last and mcfg.arch != "vanilla" else None
+        self._formatted = False
 
     # -- pieces ------------------------------------------------------------------------
     def _autocast(self):
@@ -121,16 +127,26 @@ class GANStep:
     def step(self, x_real: torch.Tensor, y: torch.Tensor, index: int) -> torch.Tensor:
         G, D, cfg = self.G, self.D, self.cfg
         r1 = self.hp["r1_gamma"] > 0 and index % cfg.r1_every == 0
+        if self.memory_format is not None:
+            if not self._formatted:  # after any resume/broadcast (collectives want plain layouts)
+                for module in (G, D, self.G_ema):
+                    module.to(memory_format=self.memory_format)
+                self._formatted = True
+            x_real = x_real.contiguous(memory_format=self.memory_format)
+
+        # One forward of G per step, shared by D's and G's updates (as in the DCGAN
+        # paper's reference training loop): D learns on the detached fakes, then G on
+        # the same fakes scored by the updated D.
+        with self._autocast():
+            x_fake = self._fake(y, track_w=True)
 
         # D: reals → real, fakes → fake. Reals and fakes in separate D calls so D's
         # minibatch-stddev groups never mix the two.
-        with torch.no_grad(), self._autocast():
-            x_fake = self._fake(y)
         if r1:
             x_real = x_real.detach().requires_grad_(True)
         with self._autocast():
             real_logits = D(self._augment(x_real), y).float()
-            fake_logits = D(self._augment(x_fake), y).float()
+            fake_logits = D(self._augment(x_fake.detach()), y).float()
         d_real_loss, d_loss = self._d_loss(real_logits, fake_logits)
         d_total = d_loss
         if r1:
@@ -142,10 +158,10 @@ class GANStep:
         self._average_gradients(D)
         self.opt_d.step()
 
-        # G: fool D.
+        # G: fool the updated D.
         D.requires_grad_(False)
         with self._autocast():
-            g_loss = self._g_loss(D(self._augment(self._fake(y, track_w=True)), y).float())
+            g_loss = self._g_loss(D(self._augment(x_fake), y).float())
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self._average_gradients(G)
@@ -158,10 +174,12 @@ class GANStep:
     @torch.no_grad()
     def update_ema(self, index: int) -> None:
         decay = min(self.cfg.ema_decay, (1 + index) / (10 + index))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+        if self._ema_pairs is None:
+            self._ema_pairs = (list(self.G_ema.parameters()), list(self.G.parameters()),
+                               list(self.G_ema.buffers()), list(self.G.buffers()))
+        p_ema, p, b_ema, b = self._ema_pairs
+        torch._foreach_lerp_(p_ema, p, 1 - decay)
+        torch._foreach_copy_(b_ema, b)
 
     # -- checkpointing -----------------------------------------------------------------
     def optimizer_state(self) -> dict:
