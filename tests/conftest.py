@@ -40,3 +40,10 @@ def tiny_model(tmp_path) -> str:
 @pytest.fixture
 def tiny_stylegan(tmp_path) -> str:
     return write_untrained_model(str(tmp_path / "sg"), ["alpha", "beta", "gamma"], resolution=16, arch="stylegan")
+
+
+@pytest.fixture
+def untrained_model():
+    """The :func:`write_untrained_model` factory (test modules cannot import conftest
+    by name: ``tests/integration/conftest.py`` shadows it in a full run)."""
+    return write_untrained_model

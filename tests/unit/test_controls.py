@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import write_untrained_model
 from ray_gan import storage
 from ray_gan.checkpoint import load_generator, read_model_info
 from ray_gan.config import MixSpec, ModelConfig
@@ -88,8 +87,8 @@ def test_edit_directions_are_pca_of_w_stored_with_the_model(tiny_stylegan):
     assert load_directions(read_model_info(tiny_stylegan)).names[0] == "thickness"
 
 
-def test_edit_directions_go_stale_when_weights_change(tmp_path):
-    uri = write_untrained_model(str(tmp_path / "m"), ["a", "b"], arch="stylegan")
+def test_edit_directions_go_stale_when_weights_change(tmp_path, untrained_model):
+    uri = untrained_model(str(tmp_path / "m"), ["a", "b"], arch="stylegan")
     G, info = load_generator(uri)
     d, mean = compute_directions(G, 2, components=2, samples=500)
     save_directions(info, d, mean, 500)
@@ -126,11 +125,11 @@ def test_dcgan_interpolates_seeds_within_a_style_only(tiny_model):
         Endpoint.parse("alpha")
 
 
-def test_blend_alpha_0_and_1_reproduce_the_parents(tmp_path):
+def test_blend_alpha_0_and_1_reproduce_the_parents(tmp_path, untrained_model):
     from ray_gan.tune.blend import blend_models
 
-    a = write_untrained_model(str(tmp_path / "a"), ["x", "y"], arch="stylegan", seed=1)
-    b = write_untrained_model(str(tmp_path / "b"), ["x", "y"], arch="stylegan", seed=2)
+    a = untrained_model(str(tmp_path / "a"), ["x", "y"], arch="stylegan", seed=1)
+    b = untrained_model(str(tmp_path / "b"), ["x", "y"], arch="stylegan", seed=2)
     img = {k: Renderer(u, "cpu").render([0, 1, 1], [1, 2, 3]) for k, u in (("a", a), ("b", b))}
     out0 = blend_models(a, b, str(tmp_path / "o0"), alpha=0.0)
     out1 = blend_models(a, b, str(tmp_path / "o1"), alpha=1.0)
@@ -150,11 +149,11 @@ def test_blend_alpha_0_and_1_reproduce_the_parents(tmp_path):
     assert fine.raw["blend"]["layers"] == ["16"]  # 16 px model: coarse = 4, 8; fine = 16
 
 
-def test_blend_refuses_incompatible_generators(tmp_path):
+def test_blend_refuses_incompatible_generators(tmp_path, untrained_model):
     from ray_gan.tune.blend import blend_models
 
-    a = write_untrained_model(str(tmp_path / "a"), ["x"], arch="stylegan", resolution=16)
-    b = write_untrained_model(str(tmp_path / "b"), ["x"], arch="stylegan", resolution=32)
+    a = untrained_model(str(tmp_path / "a"), ["x"], arch="stylegan", resolution=16)
+    b = untrained_model(str(tmp_path / "b"), ["x"], arch="stylegan", resolution=32)
     with pytest.raises(ValueError, match="not compatible"):
         blend_models(a, b, str(tmp_path / "o"))
 
