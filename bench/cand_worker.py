@@ -1,0 +1,135 @@
+"""Candidate worker: ray_gan's own training step (``ray_gan.train.step.GANStep``), as the
+Ray Train loop runs it, in one process. Started by bench/train_throughput.py; speaks the
+protocol in bench/_worker.py.
+
+Models come from the registry (``build_generator``/``build_discriminator``) with the
+model config ``ray-gan train`` would build (``model_config_for``), G_ema is a deep copy
+as in the loop, and the train config is ``TrainConfig``'s defaults — what the CLI uses
+when no flag is given — except ``arch`` and ``batch_size``. One timed step is
+``GANStep.step(x_real, y, i)`` (D step with lazy R1 when the arch's default R1 weight is
+non-zero, G step, EMA) plus the loop's one host read of the losses (``.tolist()``).
+Inputs are synthetic images in [-1, 1] (NCHW float) and random style labels: no data
+loading, no logging, no checkpoints.
+
+Options (each is a bench variant, never a change to ray_gan):
+
+* ``--memory-format``: ``default`` (what ``TrainConfig`` says: its ``channels_last``
+  field where it has one), ``other`` (the opposite), ``channels-last`` or ``contiguous``;
+  set through the train config when it has the field, else by converting G, D, G_ema and
+  the real images here;
+* ``--bf16``: the step's own autocast switched on for the CPU (``GANStep.amp``; the
+  train config only enables it on CUDA), i.e. bf16 autocast exactly where the step
+  would use it on a GPU;
+* ``--compile``: ``torch.compile`` (inductor, default mode) on D's and G's forward; for
+  stylegan on ``G.mapping`` and ``G.synthesis``, which is what the step calls. AOTAutograd
+  cannot take the double backward R1 needs, so on lazy-R1 steps the step gets the eager
+  D (same parameters); every other step runs the compiled one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+import warnings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", choices=["dcgan", "stylegan"], required=True)
+    ap.add_argument("--resolution", type=int, required=True)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--styles", type=int, default=4)
+    ap.add_argument("--g-channels", type=int, default=None)
+    ap.add_argument("--d-channels", type=int, default=None)
+    ap.add_argument("--z-dim", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--memory-format", choices=["default", "other", "channels-last", "contiguous"], default="default")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    sys.path.insert(0, os.path.dirname(here))
+    from _worker import serve, set_threads
+
+    t0 = time.perf_counter()
+    set_threads(a.threads)
+    import torch
+
+    from ray_gan.config import TrainConfig
+    from ray_gan.models import build_discriminator, build_generator
+    from ray_gan.train.step import GANStep, resolve_hyperparameters
+    from ray_gan.train.trainer import model_config_for
+
+    has_field = "channels_last" in TrainConfig.model_fields
+    default_cl = bool(TrainConfig.model_fields["channels_last"].default) if has_field else False
+    want_cl = {"default": default_cl, "other": not default_cl, "channels-last": True,
+               "contiguous": False}[a.memory_format]
+    extra = {"channels_last": want_cl} if has_field else {}
+    cfg = TrainConfig(dataset="bench", out="bench", arch=a.arch, batch_size=a.batch,
+                      g_channels=a.g_channels, d_channels=a.d_channels, **extra)
+    mcfg = model_config_for(cfg, [f"s{i}" for i in range(a.styles)], a.resolution)
+    if a.z_dim:
+        mcfg = mcfg.model_copy(update={"z_dim": a.z_dim})
+    device = torch.device("cpu")
+    torch.manual_seed(a.seed)
+    G = build_generator(mcfg).to(device)
+    D = build_discriminator(mcfg).to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    fmt = torch.channels_last if want_cl else torch.contiguous_format
+    if want_cl and not has_field:
+        for m in (G, D, G_ema):
+            m.to(memory_format=torch.channels_last)
+    stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world=1, distributed=False)
+    if a.bf16:
+        stepper.amp = True
+    D_eager = D_compiled = D
+    if a.compile:
+        D_compiled = torch.compile(D)  # shares D's parameters
+        if hasattr(G, "mapping") and hasattr(G, "synthesis"):
+            G.mapping.compile()
+            G.synthesis = torch.compile(G.synthesis)
+        else:
+            G.compile()
+
+    pool = (torch.rand(512, mcfg.channels, a.resolution, a.resolution) * 2 - 1)
+    styles = torch.randint(0, a.styles, (len(pool),))
+
+    r1_on = resolve_hyperparameters(cfg, mcfg, 1)["r1_gamma"] > 0
+
+    def step(i: int) -> None:
+        # AOTAutograd has no double backward: R1 steps (create_graph=True) run D eagerly.
+        stepper.D = D_eager if r1_on and i % cfg.r1_every == 0 else D_compiled
+        idx = (torch.arange(a.batch) + i * a.batch) % len(pool)
+        x = pool[idx].contiguous(memory_format=fmt)
+        stats = stepper.step(x, styles[idx], i)
+        stats.double().tolist()
+
+    hp = resolve_hyperparameters(cfg, mcfg, 1)
+    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("G", G), ("D", D))}
+    reg = []
+    if hp["r1_gamma"] > 0:
+        reg.append(f"lazy R1 γ={hp['r1_gamma']:.4g} every {cfg.r1_every} steps")
+    if cfg.augment != "none":
+        reg.append(f"{cfg.augment} ({cfg.augment_policy})")
+    if a.arch == "stylegan" and cfg.mixing_prob > 0:
+        reg.append(f"style mixing p={cfg.mixing_prob}")
+    reg.append(f"{cfg.loss} loss, EMA")
+    period = cfg.r1_every if hp["r1_gamma"] > 0 else 1
+    opts = ["bf16 autocast" if a.bf16 else "fp32",
+            ("channels-last" if want_cl else "NCHW") + (" (train-config default)" if want_cl == default_cl else ""),
+            "torch.compile" if a.compile else "eager",
+            f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}"]
+    serve(step, a.batch, time.perf_counter() - t0,
+          {"torch": torch.__version__, "params": n_params, "period": period, "regularisation": "; ".join(reg),
+           "options": ", ".join(opts), "model_config": mcfg.model_dump(),
+           "train_config": cfg.model_dump(exclude={"dataset", "out"})})
+
+
+if __name__ == "__main__":
+    main()
