@@ -3,7 +3,7 @@ reference implementation, measured in the same run, interleaved.
 
     python bench/train_throughput.py [--rounds 5] [--steps N] [--warmup 2]
                                      [--only dcgan|stylegan] [--threads 2]
-                                     [--variants channels-last,threads|all|none]
+                                     [--variants memory-format,threads|all|none]
 
 Comparisons (the ratio is candidate images/s over its reference's, > 1 = faster):
 
@@ -26,12 +26,13 @@ and lasts about ``--target-s`` seconds unless ``--steps`` fixes it.
 
 Other load: during every row's turn the driver reads how much CPU the rest of the
 machine used (/proc/stat minus the worker's own time). A round is *quiet* when that
-stayed under ``--quiet-cores`` for every row; while fewer than ``--rounds`` rounds were
-quiet, up to ``--extra-rounds`` more are run, and the medians use the quiet rounds
-(all rounds if fewer than 3 were quiet; the table says how many were used). Two
-torch threads on two cores collapse, not just slow down, when a third busy process
-shares them (OpenMP threads wait for each other at every op), so a noisy round can be
-10× off.
+stayed under ``--quiet-cores`` for every row. Before each round (and each worker start)
+the driver probes for a second and waits while other processes are busy, within a
+run-wide ``--wait-budget``; while fewer than ``--rounds`` rounds were quiet, up to
+``--extra-rounds`` more are run; the medians use the quiet rounds (all rounds if fewer
+than 3 were quiet; the table says how many were used). Two torch threads on two cores
+collapse, not just slow down, when a third busy process shares them (OpenMP threads
+wait for each other at every op), so a noisy round can be 10× off.
 
 Reported: the median over rounds of images/s, and the median over rounds of the
 per-round ratio to the reference row measured in the same round. "setup + first steps"
@@ -42,8 +43,8 @@ those rows it says after how many steps the compiled step has paid that back.
 
 Variants (``--variants``): ``memory-format`` (the candidate with the other memory format
 than the train config's default, channels-last vs NCHW) and ``threads`` (1-thread rows,
-ray_gan and the DCGAN reference) are in the default run, which takes about 8–10 minutes on the
-2-core machine. ``bf16`` (the step's own autocast, on for the CPU) and ``compile`` are
+ray_gan and the DCGAN reference) are in the default run, which takes about 7 minutes on
+the quiet 2-core machine (plus any waiting for quiet). ``bf16`` (the step's own autocast, on for the CPU) and ``compile`` are
 opt-in (``--variants all``, about 25 minutes): bf16 runs at 1/10 to 1/20 of fp32 on a
 CPU without AVX-512 BF16, and a cold compile of the stylegan step takes minutes.
 
@@ -303,9 +304,31 @@ def build_rows(a: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def _foreign_now(rows: list[Row], seconds: float = 1.0) -> float:
+    """Cores used by processes other than the (idle) workers over ``seconds``."""
+    pids = [r.proc.pid for r in rows if r.proc and r.proc.poll() is None]
+    b0, o0 = _busy_jiffies(), sum(_proc_jiffies(p) for p in pids)
+    time.sleep(seconds)
+    b1, o1 = _busy_jiffies(), sum(_proc_jiffies(p) for p in pids)
+    return max(0.0, (b1 - b0) - (o1 - o0)) / _HZ / seconds
+
+
+def _wait_quiet(a: argparse.Namespace, rows: list[Row]) -> float:
+    """Before a round: probe other processes' CPU use for a second, and keep waiting
+    while it is above ``--quiet-cores``, within a run-wide ``--wait-budget`` of seconds.
+    Returns the seconds waited beyond the probe."""
+    t0 = time.perf_counter()
+    while _foreign_now(rows) > a.quiet_cores and a.waited_s + (time.perf_counter() - t0) < a.wait_budget:
+        pass
+    waited = max(0.0, time.perf_counter() - t0 - 1.0)
+    a.waited_s += waited
+    return waited
+
+
 def run_group(rows: list[Row], a: argparse.Namespace, log) -> None:
     for r in rows:
-        log(f"  start {r.key} …")
+        waited = _wait_quiet(a, rows)
+        log(f"  start {r.key} …" + (f" (after waiting {waited:.0f} s for quiet)" if waited >= 1 else ""))
         try:
             r.start(a.warmup, a.compile_cache)
             r.calibrate(a.target_s, a.steps)
@@ -317,6 +340,10 @@ def run_group(rows: list[Row], a: argparse.Namespace, log) -> None:
     live = [r for r in rows if r.error is None]
     k = 0
     while live:
+        waited = _wait_quiet(a, rows)
+        if waited >= 1:
+            log(f"  waited {waited:.0f} s for other processes to go under {a.quiet_cores} cores "
+                f"({max(0.0, a.wait_budget - a.waited_s):.0f} s of waiting left)")
         order = live if k % 2 == 0 else list(reversed(live))
         for r in order:
             try:
@@ -421,6 +448,8 @@ def main() -> None:
     ap.add_argument("--quiet-cores", type=float, default=0.3,
                     help="a round is quiet when other processes used at most this many cores during every row's "
                     "turn; medians use the quiet rounds when there are at least 3")
+    ap.add_argument("--wait-budget", type=float, default=180.0,
+                    help="seconds the whole run may spend waiting, before rounds, for other processes to go quiet")
     ap.add_argument("--extra-rounds", type=int, default=3,
                     help="rounds added (at most) while fewer than --rounds rounds were quiet")
     ap.add_argument("--only", choices=["dcgan", "stylegan"])
@@ -436,6 +465,7 @@ def main() -> None:
     ap.add_argument("--profile", metavar="DIR", help="also write a torch.profiler op table per row")
     ap.add_argument("--json", metavar="PATH", help="write the raw per-round numbers")
     a = ap.parse_args()
+    a.waited_s = 0.0
     t_start = time.perf_counter()
 
     def log(msg: str) -> None:
@@ -461,7 +491,8 @@ def main() -> None:
           f"(project venv){f', torch {ref_torch} (stylegan2_pytorch venv)' if ref_torch else ''}; "
           f"Python {sys.version.split()[0]}; main rows at {a.threads} threads; ray_gan at {code}.  ")
     n_run = max((len(r.rates) for r in rows), default=0)
-    print(f"Run: {n_run} interleaved rounds ({a.rounds} asked; quiet = other processes under {a.quiet_cores} cores), "
+    print(f"Run: {n_run} interleaved rounds ({a.rounds} asked; quiet = other processes under {a.quiet_cores} cores; "
+          f"{a.waited_s:.0f} s spent waiting for quiet), "
           f"{a.warmup} warm-up steps per row, wall {wall / 60:.1f} min; "
           f"load average {load0} at start, {_loadavg()} at end.  ")
     for group in ("dcgan", "stylegan"):
