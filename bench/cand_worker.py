@@ -20,10 +20,9 @@ Options (each is a bench variant, never a change to ray_gan):
 * ``--bf16``: the step's own autocast switched on for the CPU (``GANStep.amp``; the
   train config only enables it on CUDA), i.e. bf16 autocast exactly where the step
   would use it on a GPU;
-* ``--compile``: ``torch.compile`` (inductor, default mode) on D's and G's forward; for
-  stylegan on ``G.mapping`` and ``G.synthesis``, which is what the step calls. AOTAutograd
-  cannot take the double backward R1 needs, so on lazy-R1 steps the step gets the eager
-  D (same parameters); every other step runs the compiled one.
+* ``--compile``: the train config's ``compile`` (``GANStep`` compiles D's and G's
+  forward with inductor, default mode; for stylegan ``G.mapping`` and ``G.synthesis``;
+  D runs eagerly on lazy-R1 steps, which need a double backward).
 """
 
 from __future__ import annotations
@@ -71,6 +70,8 @@ def main() -> None:
     want_cl = {"default": default_cl, "other": not default_cl, "channels-last": True,
                "contiguous": False}[a.memory_format]
     extra = {"channels_last": want_cl} if has_field else {}
+    if a.compile:
+        extra["compile"] = True
     cfg = TrainConfig(dataset="bench", out="bench", arch=a.arch, batch_size=a.batch,
                       g_channels=a.g_channels, d_channels=a.d_channels, **extra)
     mcfg = model_config_for(cfg, [f"s{i}" for i in range(a.styles)], a.resolution)
@@ -88,23 +89,10 @@ def main() -> None:
     stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world=1, distributed=False)
     if a.bf16:
         stepper.amp = True
-    D_eager = D_compiled = D
-    if a.compile:
-        D_compiled = torch.compile(D)  # shares D's parameters
-        if hasattr(G, "mapping") and hasattr(G, "synthesis"):
-            G.mapping.compile()
-            G.synthesis = torch.compile(G.synthesis)
-        else:
-            G.compile()
-
     pool = (torch.rand(512, mcfg.channels, a.resolution, a.resolution) * 2 - 1)
     styles = torch.randint(0, a.styles, (len(pool),))
 
-    r1_on = resolve_hyperparameters(cfg, mcfg, 1)["r1_gamma"] > 0
-
     def step(i: int) -> None:
-        # AOTAutograd has no double backward: R1 steps (create_graph=True) run D eagerly.
-        stepper.D = D_eager if r1_on and i % cfg.r1_every == 0 else D_compiled
         idx = (torch.arange(a.batch) + i * a.batch) % len(pool)
         x = pool[idx].contiguous(memory_format=fmt)
         stats = stepper.step(x, styles[idx], i)

@@ -22,7 +22,11 @@ Regularisation and stabilisation:
 * one forward pass of G per step: D's update uses the fakes detached, G's the same
   fakes through the updated D (the DCGAN reference loop does the same);
 * bf16 autocast on CUDA when ``amp`` (R1's gradient is taken in float32);
-* channels-last (NHWC) weights and activations when ``channels_last``.
+* channels-last (NHWC) weights and activations when ``channels_last``;
+* D scores reals and fakes in one call (one batch of 2n) where that computes the same
+  logits as two calls (no BatchNorm in D; minibatch-stddev groups within each half);
+* ``torch.compile`` of G's and D's forward passes when ``compile`` (D runs eagerly on
+  R1 steps, which need a double backward).
 
 Data parallel: when ``distributed``, gradients are averaged with one ``all_reduce``
 over a flat buffer after each backward pass.
@@ -78,6 +82,19 @@ class GANStep:
         self._ema_pairs = None
         self.memory_format = torch.channels_last if cfg.channels_last and mcfg.arch != "vanilla" else None
         self._formatted = False
+        # Group size that lets D score reals and fakes in one call (0: never).
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+        mbstd = getattr(D, "mbstd", None)
+        self._joint_d = 0 if has_bn else (mbstd.group_size if mbstd is not None else 1)
+        # What the step calls: the modules, or compiled wrappers sharing their parameters
+        # (state dicts, checkpoints and the EMA still see the plain modules).
+        self._D_fast = self._g_forward = self._mapping = self._synthesis = None
+        if cfg.compile:
+            self._D_fast = torch.compile(D)
+            if self.styled:
+                self._mapping, self._synthesis = torch.compile(G.mapping), torch.compile(G.synthesis)
+            else:
+                self._g_forward = torch.compile(G)
 
     # -- pieces ------------------------------------------------------------------------
     def _autocast(self):
@@ -89,17 +106,37 @@ class GANStep:
     def _fake(self, y: torch.Tensor, track_w: bool = False) -> torch.Tensor:
         z = torch.randn(y.shape[0], self.mcfg.z_dim, device=self.device)
         if not self.styled:
-            return self.G(z, y)
+            return (self.G if self._g_forward is None else self._g_forward)(z, y)
         G = self.G
-        w = G.mapping(z, y)
+        mapping = G.mapping if self._mapping is None else self._mapping
+        synthesis = G.synthesis if self._synthesis is None else self._synthesis
+        w = mapping(z, y)
         if track_w:
             G.update_w_avg(w.detach(), y)
         ws = w[:, None].expand(-1, G.num_ws, -1)
         if self.cfg.mixing_prob > 0 and torch.rand(()) < self.cfg.mixing_prob:
             cutoff = int(torch.randint(1, G.num_ws, ()))
-            w2 = G.mapping(torch.randn_like(z), y)
+            w2 = mapping(torch.randn_like(z), y)
             ws = torch.cat([ws[:, :cutoff], w2[:, None].expand(-1, G.num_ws - cutoff, -1)], dim=1)
-        return G.synthesis(ws)
+        return synthesis(ws)
+
+    def _d(self, eager: bool = False) -> nn.Module:
+        """D as the step calls it: compiled when configured, except where a double
+        backward is needed (R1: AOTAutograd has none)."""
+        return self.D if eager or self._D_fast is None else self._D_fast
+
+    def _d_real_fake(self, x_real: torch.Tensor, x_fake: torch.Tensor, y: torch.Tensor, eager: bool = False):
+        """D's logits for reals and fakes: one D call over both halves when that computes
+        the same thing (D has no batch statistics across samples other than minibatch-
+        stddev, whose groups of consecutive samples then never straddle the halves),
+        else two calls."""
+        n = x_real.shape[0]
+        D = self._d(eager)
+        if self._joint_d and n % self._joint_d == 0 and x_fake.shape[0] == n:
+            x = self._augment(torch.cat([x_real, x_fake]))
+            logits = D(x, torch.cat([y, y])).float()
+            return logits[:n], logits[n:]
+        return D(self._augment(x_real), y).float(), D(self._augment(x_fake), y).float()
 
     def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.loss == "hinge":
@@ -140,13 +177,11 @@ class GANStep:
         with self._autocast():
             x_fake = self._fake(y, track_w=True)
 
-        # D: reals → real, fakes → fake. Reals and fakes in separate D calls so D's
-        # minibatch-stddev groups never mix the two.
+        # D: reals → real, fakes → fake.
         if r1:
             x_real = x_real.detach().requires_grad_(True)
         with self._autocast():
-            real_logits = D(self._augment(x_real), y).float()
-            fake_logits = D(self._augment(x_fake.detach()), y).float()
+            real_logits, fake_logits = self._d_real_fake(x_real, x_fake.detach(), y, eager=r1)
         d_real_loss, d_loss = self._d_loss(real_logits, fake_logits)
         d_total = d_loss
         if r1:
@@ -161,7 +196,7 @@ class GANStep:
         # G: fool the updated D.
         D.requires_grad_(False)
         with self._autocast():
-            g_loss = self._g_loss(D(self._augment(x_fake), y).float())
+            g_loss = self._g_loss(self._d()(self._augment(x_fake), y).float())
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self._average_gradients(G)

@@ -147,3 +147,45 @@ def test_hyperparameter_defaults_per_arch():
     assert hp["beta1"] == 0.0 and hp["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 64)
     hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", lr_g=1e-3), ModelConfig(), 1)
     assert hp["lr_g"] == 1e-3 and hp["beta1"] == 0.5 and hp["r1_gamma"] == 0.0
+
+
+def test_minibatch_stddev_groups_consecutive_samples():
+    from ray_gan.models.layers import MinibatchStdDev
+
+    torch.manual_seed(0)
+    a, b = torch.randn(8, 5, 4, 4), torch.randn(8, 5, 4, 4) * 3
+    mb = MinibatchStdDev(group_size=4)
+    joint = mb(torch.cat([a, b]))
+    # the halves are scored as if alone: no group mixes reals with fakes
+    assert torch.allclose(joint[:8], mb(a), atol=1e-6) and torch.allclose(joint[8:], mb(b), atol=1e-6)
+    # the extra channel is the group's mean feature std (population), constant per group
+    expect = a[:4].std(dim=0, unbiased=False).mean()
+    assert torch.allclose(joint[:4, 5], expect.expand(4, 4, 4), atol=1e-5)
+    assert not torch.allclose(joint[4, 5], joint[0, 5])
+
+
+@pytest.mark.parametrize("arch", ["stylegan", "dcgan"])
+def test_one_d_call_for_reals_and_fakes_gives_the_logits_of_two(arch):
+    st = _stepper(arch)
+    st.D.eval()  # spectral norm's power iteration would otherwise advance between the two calls
+    x_real, x_fake = torch.rand(8, 3, 16, 16) * 2 - 1, torch.rand(8, 3, 16, 16) * 2 - 1
+    y = torch.arange(8) % 3
+    assert st._joint_d == 4
+    joint = st._d_real_fake(x_real, x_fake, y)
+    st._joint_d = 0
+    separate = st._d_real_fake(x_real, x_fake, y)
+    for j, s in zip(joint, separate):
+        assert torch.allclose(j, s, atol=1e-5)
+
+
+def test_compiled_step_matches_the_eager_step():
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 3
+    out = []
+    for compile_ in (False, True):
+        st = _stepper("dcgan", compile=compile_)
+        assert (st._D_fast is not None) == compile_
+        torch.manual_seed(3)
+        out.append((st.step(x, y, 0), [p.detach().clone() for p in st.G.parameters()]))
+    (loss_e, g_e), (loss_c, g_c) = out
+    assert torch.allclose(loss_e, loss_c, atol=1e-4)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_e, g_c))
