@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mixing-prob", dest="mixing_prob", type=float, help="stylegan style-mixing probability (0.9)")
     s.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on GPU")
     s.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile G and D (one-off compile cost; faster steps on long runs)")
+                   help="torch.compile G and D (one-off compile cost; see docs/benchmarks.md before using it)")
     s.add_argument("--beta1", type=float)
     s.add_argument("--beta2", type=float)
     s.add_argument("--ema-decay", dest="ema_decay", type=float)

@@ -104,9 +104,9 @@ class TrainConfig(_Strict):
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU).")
     channels_last: bool = Field(True, description="NHWC memory format for the conv nets (faster convolutions "
                                 "with oneDNN on CPU and cuDNN on GPU); no effect on vanilla.")
-    compile: bool = Field(False, description="torch.compile (inductor) G's and D's forward passes: faster "
-                          "steps after a one-off compile (about a minute for dcgan 64 px on 2 CPU cores); "
-                          "worth it for runs of a few thousand steps. R1 steps run D eagerly.")
+    compile: bool = Field(False, description="torch.compile (inductor) G's and D's forward passes, after a "
+                          "one-off compile (~50 s for dcgan 64 px on 2 CPU cores). On a 2-core AVX2 CPU it did not "
+                          "pay back (docs/benchmarks.md); measure before using it. R1 steps run D eagerly.")
     checkpoint_every: int = Field(500, ge=1)
     log_every: int = Field(25, ge=1)
     val_batches: int = Field(4, ge=1, description="Validation batches for D's val loss at each checkpoint.")
