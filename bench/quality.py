@@ -3,7 +3,8 @@
 number of seconds on this machine, then scored by ``ray-gan evaluate`` on the
 validation split (every metric of the report).
 
-    python bench/quality.py --budget 240 --datasets demo,emoji,hanzi
+    python bench/quality.py --budget 240 --datasets demo,emoji,hanzi [--device cuda]
+    python bench/quality.py --budget 240 --reevaluate   # same models, current evaluation code
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -51,20 +52,23 @@ def prepared(name: str, work: Path) -> str:
     return str(dst)
 
 
-def train_ours(arch: str, data: str, out: Path, budget: float, seed: int) -> dict:
+def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
     from ray_gan import checkpoint as ckpt
     from ray_gan.config import TrainConfig
     from ray_gan.train.trainer import train
 
     if not (out / "model.json").exists():
+        # CPU: the CLI's defaults (2 workers × 32). CUDA: one worker on one GPU, batch 64
+        # (the reference's batch).
+        on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
         train(TrainConfig(dataset=data, out=str(out), arch=arch, steps=10**8, time_budget_s=budget,
-                          checkpoint_every=10**8, log_every=200, seed=seed))
+                          checkpoint_every=10**8, log_every=200, seed=seed, **on_gpu))
     info = ckpt.read_model_info(str(out))
     last = info.raw["history"][-1]
     return {"steps": info.step, "images_per_s": last["images_per_s"], "renderer": None, "uri": str(out)}
 
 
-def train_reference(data: str, out: Path, budget: float, seed: int) -> dict:
+def train_reference(data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
     import reference_cdcgan as ref
 
     from ray_gan.data.dataset import read_dataset_info
@@ -72,10 +76,27 @@ def train_reference(data: str, out: Path, budget: float, seed: int) -> dict:
 
     ds = read_dataset_info(data)
     train = read_split(ds, "train", style_mapping(ds.styles, ds.styles), 32, 3)
-    G, stats = ref.train(train.images, train.styles, len(ds.styles), budget, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
+    G, stats = ref.train(train.images, train.styles, len(ds.styles), budget, seed=seed, device=device)
+    ref.save(G, ds.styles, stats.steps, out)  # so the row can be re-evaluated (--reevaluate)
     return {"steps": stats.steps, "images_per_s": stats.images_per_s,
-            "renderer": ref.ReferenceRenderer(G, ds.styles, str(out), stats.steps), "uri": str(out)}
+            "renderer": ref.ReferenceRenderer(G, ds.styles, str(out), stats.steps, device), "uri": str(out)}
+
+
+def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | None:
+    """Score an already-trained row again with the current evaluation code (same seeds);
+    None when its weights were not kept (reference rows from before they were saved)."""
+    import reference_cdcgan as ref
+
+    suffix = "-cuda" if row.get("device", "cpu") == "cuda" else ""
+    out = work / "models" / f"{row['dataset']}-{row['model']}-{int(row['budget'])}s{suffix}"
+    if row["model"] == "reference":
+        if not (out / ref.WEIGHTS).exists():
+            return None
+        G, styles, steps = ref.load(out)
+        entry = {"renderer": ref.ReferenceRenderer(G, styles, str(out), steps), "uri": str(out)}
+    else:
+        entry = {"renderer": None, "uri": str(out)}
+    return {**row, **evaluate(entry, data, n_per_style)}
 
 
 def evaluate(entry: dict, data: str, n_per_style: int) -> dict:
@@ -115,25 +136,42 @@ def main() -> None:
     ap.add_argument("--models", default="reference,dcgan,stylegan")
     ap.add_argument("--n-per-style", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="score the already-trained rows of --budget/--datasets/--models again (current evaluation "
+                         "code, same seeds) instead of training")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: every model on one GPU (ours: 1 Ray Train worker × batch 64)")
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray_gan_quality"))
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     results_path = work / "quality-results.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
-    done = {(r["dataset"], r["model"], r["budget"]) for r in rows}
+    done = {(r["dataset"], r["model"], r["budget"], r.get("device", "cpu")) for r in rows}
     for name in a.datasets.split(","):
         data = prepared(name, work)
         for model in a.models.split(","):
-            if (name, model, a.budget) in done:
+            if a.reevaluate:
+                for i, r in enumerate(rows):
+                    if (r["dataset"], r["model"], r["budget"], r.get("device", "cpu")) == (name, model, a.budget,
+                                                                                             a.device):
+                        new = reevaluate(r, data, work, a.n_per_style)
+                        print(f"{name}/{model}: " + ("weights not kept; row unchanged" if new is None
+                                                     else json.dumps(new)), flush=True)
+                        if new is not None:
+                            rows[i] = new
+                            results_path.write_text(json.dumps(rows, indent=1))
                 continue
-            out = work / "models" / f"{name}-{model}-{int(a.budget)}s"
+            if (name, model, a.budget, a.device) in done:
+                continue
+            suffix = "-cuda" if a.device == "cuda" else ""
+            out = work / "models" / f"{name}-{model}-{int(a.budget)}s{suffix}"
             t = time.perf_counter()
-            entry = (train_reference(data, out, a.budget, a.seed) if model == "reference"
-                     else train_ours(model, data, out, a.budget, a.seed))
+            entry = (train_reference(data, out, a.budget, a.seed, a.device) if model == "reference"
+                     else train_ours(model, data, out, a.budget, a.seed, a.device))
             train_s = time.perf_counter() - t
             scores = evaluate(entry, data, a.n_per_style)
-            row = {"dataset": name, "model": model, "budget": a.budget, "steps": entry["steps"],
+            row = {"dataset": name, "model": model, "budget": a.budget, "device": a.device, "steps": entry["steps"],
                    "images_per_s": entry["images_per_s"], "wall_s": round(train_s, 1), **scores}
             rows.append(row)
             results_path.write_text(json.dumps(rows, indent=1))
@@ -142,7 +180,7 @@ def main() -> None:
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; budget {a.budget:.0f} s "
           f"per model; features: {rows[0]['extractor'] if rows else '?'}\n")
-    print(table([r for r in rows if r["budget"] == a.budget]))
+    print(table([r for r in rows if r["budget"] == a.budget and r.get("device", "cpu") == a.device]))
 
 
 if __name__ == "__main__":

@@ -74,60 +74,94 @@ class TrainStats:
 
 
 def train(images: np.ndarray, styles: np.ndarray, num_styles: int, budget_s: float, batch: int = 64,
-          threads: int = 2, seed: int = 0) -> tuple[Generator, TrainStats]:
+          threads: int = 2, seed: int = 0, device: str = "cpu") -> tuple[Generator, TrainStats]:
     """``images`` uint8 (N, 32, 32, 3); trains for ``budget_s`` seconds of wall clock."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    G, D = Generator(num_styles), Discriminator(num_styles)
+    dev = torch.device(device)
+    G, D = Generator(num_styles).to(dev), Discriminator(num_styles).to(dev)
     G.apply(weights_init)
     D.apply(weights_init)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     bce = nn.BCELoss()
-    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    y_all = torch.from_numpy(styles.astype(np.int64))
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(dev)
+    y_all = torch.from_numpy(styles.astype(np.int64)).to(dev)
     gen = torch.Generator().manual_seed(seed)
     t0, step = time.perf_counter(), 0
     while time.perf_counter() - t0 < budget_s:
-        perm = torch.randperm(len(x_all), generator=gen)
+        perm = torch.randperm(len(x_all), generator=gen).to(dev)
         for i in range(0, len(perm) - batch + 1, batch):
             idx = perm[i : i + batch]
             real = x_all[idx].float().div(127.5).sub(1)
             y = y_all[idx]
             # D: reals → 1, fakes → 0
             D.zero_grad()
-            err_real = bce(D(real, y), torch.ones(batch))
+            err_real = bce(D(real, y), torch.ones(batch, device=dev))
             err_real.backward()
-            fake = G(torch.randn(batch, NZ), y)
-            err_fake = bce(D(fake.detach(), y), torch.zeros(batch))
+            fake = G(torch.randn(batch, NZ, device=dev), y)
+            err_fake = bce(D(fake.detach(), y), torch.zeros(batch, device=dev))
             err_fake.backward()
             opt_d.step()
             # G: fakes → 1
             G.zero_grad()
-            err_g = bce(D(fake, y), torch.ones(batch))
+            err_g = bce(D(fake, y), torch.ones(batch, device=dev))
             err_g.backward()
             opt_g.step()
             step += 1
             if time.perf_counter() - t0 >= budget_s:
                 break
     dt = time.perf_counter() - t0
-    return G.eval(), TrainStats(step, round(dt, 1), round(step * batch / dt, 1))
+    return G.cpu().eval(), TrainStats(step, round(dt, 1), round(step * batch / dt, 1))
+
+
+WEIGHTS = "reference_generator.safetensors"
+
+
+def save(G: Generator, styles: list[str], steps: int, out) -> None:
+    """G's weights (safetensors) with the style names and step in its metadata."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    save_file(state, str(Path(out) / WEIGHTS), metadata={"styles": json.dumps(list(styles)), "steps": str(steps)})
+
+
+def load(out) -> tuple[Generator, list[str], int]:
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = str(Path(out) / WEIGHTS)
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+    styles = json.loads(meta["styles"])
+    G = Generator(len(styles))
+    G.load_state_dict(load_file(path))
+    return G.eval(), styles, int(meta["steps"])
 
 
 class ReferenceRenderer:
     """The renderer interface ``ray_gan.evaluate`` uses (``info``, ``render``, ``device``)."""
 
-    def __init__(self, G: Generator, styles: list[str], uri: str, step: int) -> None:
-        self.G, self.device = G.eval(), torch.device("cpu")
-        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in G.state_dict().values())).hexdigest()
+    def __init__(self, G: Generator, styles: list[str], uri: str, step: int, device: str = "cpu") -> None:
+        weights = b"".join(p.detach().cpu().numpy().tobytes() for p in G.state_dict().values())
+        digest = hashlib.sha256(weights).hexdigest()
+        self.device = torch.device(device)
+        self.G = G.to(self.device).eval()
         self.info = ModelInfo(uri=uri, config=ModelConfig(arch="dcgan", resolution=32, z_dim=NZ,
                                                           num_styles=len(styles)),
                               styles=list(styles), step=step, checkpoint=uri, weights_sha256=digest, raw={})
 
     @torch.no_grad()
     def render(self, styles: Sequence[int], seeds: Sequence[int], truncation: float = 1.0) -> np.ndarray:
-        z = latents_from_seeds(seeds, NZ) * float(truncation)
-        s = torch.as_tensor(list(styles), dtype=torch.long)
+        z = latents_from_seeds(seeds, NZ).to(self.device) * float(truncation)
+        s = torch.as_tensor(list(styles), dtype=torch.long, device=self.device)
         out = [to_uint8(self.G(z[i : i + RENDER_BATCH], s[i : i + RENDER_BATCH]))
                for i in range(0, len(z), RENDER_BATCH)]
         return np.concatenate(out) if out else np.zeros((0, 32, 32, 3), np.uint8)

@@ -76,6 +76,8 @@ class EvalConfig(BaseModel):
     dc_k: int = Field(5, ge=1, description="k for density/coverage (paper: 5).")
     memorisation_quantile: float = Field(0.05, gt=0.0, lt=0.5)
     memorisation_flag_ratio: float = Field(2.0, ge=1.0)
+    memorisation_relative_k: int = Field(50, ge=0, description="Near-copy measure: distance to the nearest "
+                                         "training image over the mean to the k nearest (0: absolute distance).")
     worst_pairs: int = Field(16, ge=1, le=256)
     classifier_steps: int = Field(300, ge=1, description="Optimisation steps (batches of 128) of the style classifier.")
 
@@ -93,10 +95,11 @@ def _distances(d: np.ndarray) -> DistanceSummary:
 
 
 def _audit_result(a: NearCopyAudit, style_names: list[str]) -> AuditResult:
-    return AuditResult(space=a.space, threshold=a.threshold,
+    return AuditResult(space=a.space, measure=a.measure, threshold=a.threshold,
                        style_thresholds={style_names[k]: v for k, v in sorted(a.style_thresholds.items())},
                        reference=a.reference, near_copy_count=a.count, near_copy_share=a.share, flagged=a.flagged,
-                       generated_to_train=_distances(a.distance), reference_to_train=_distances(a.reference_distances))
+                       generated_to_train=_distances(a.distance), reference_to_train=_distances(a.reference_distances),
+                       generated_score=_distances(a.score), reference_score=_distances(a.reference_scores))
 
 
 def _grid_png(images: np.ndarray, n: int) -> bytes:
@@ -193,9 +196,9 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
     pixel = audit_near_copies(pixel_vectors(generated), pixel_vectors(train.images),
                               pixel_vectors(val.images) if val is not None else None,
                               cfg.memorisation_quantile, cfg.memorisation_flag_ratio, "pixel", np.float32,
-                              gen_styles, val_styles)
+                              gen_styles, val_styles, cfg.memorisation_relative_k)
     feature = audit_near_copies(f_gen, f_train, f_val, cfg.memorisation_quantile, cfg.memorisation_flag_ratio,
-                                ext.name, np.float64, gen_styles, val_styles)
+                                ext.name, np.float64, gen_styles, val_styles, cfg.memorisation_relative_k)
     lap("memorisation")
 
     per_style: list[StyleResult] = []
@@ -239,6 +242,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
         flag_ratio=cfg.memorisation_flag_ratio, train_images=len(train.images),
         pixel=_audit_result(pixel, info.styles), feature=_audit_result(feature, info.styles),
         worst_pairs=[WorstPair(style=info.styles[styles[i]], seed=seeds[i], pixel_distance=float(pixel.distance[i]),
+                               pixel_score=float(pixel.score[i]),
                                feature_distance=float(np.linalg.norm(f_gen[i] - f_train[pixel.index[i]])),
                                train_key=train.keys[pixel.index[i]]) for i in worst])
     ratios = [s.diversity_ratio for s in per_style if s.diversity_ratio is not None]

@@ -1,11 +1,21 @@
 """Memorisation audit: how many generated images are near-copies of training images?
 
-For every generated image, the distance to its nearest TRAINING image. What counts as
+For every generated image, its nearest TRAINING image and how close it is. What counts as
 "near" is calibrated on real data: the threshold is a low quantile (default the 5th
-percentile) of the distances from each held-out VAL image to its nearest TRAIN image,
+percentile) of the same measure taken from each held-out VAL image to the training set,
 i.e. "closer to a training image than all but 5% of genuinely new images are". A model
 that generalises puts about that share (``quantile``) of its samples under the
 threshold; one that replays its training set puts nearly all of them there.
+
+The measure (default) is the **relative distance** of Carlini et al. (2023, "Extracting
+Training Data from Diffusion Models", §4): the distance to the nearest training image
+divided by the mean distance to the ``relative_k`` (50) nearest. A copy is much closer
+to its source than to anything else in the training set (ratio near 0); an image that is
+merely *generic* — a faint blob, a near-blank glyph — sits about as close to many
+training images as to its nearest (ratio near 1), and is not a copy even when its
+absolute distance is small. (The absolute distance alone flagged a collapsed
+generator's faint blobs as "copies" of the training set's single-stroke glyph.) With
+``relative_k`` 0 the measure is the absolute distance.
 
 The audit runs in two spaces and reports both:
 
@@ -39,9 +49,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ray_gan.evaluate.neighbours import nearest
+from ray_gan.evaluate.neighbours import nearest_and_mean
 
 PIXEL_SIZE = 32
+RELATIVE_K = 50  # Carlini et al. (2023) use the 50 nearest
 MAX_LOO_QUERIES = 2000
 
 
@@ -56,19 +67,22 @@ def pixel_vectors(images: np.ndarray, max_size: int = PIXEL_SIZE) -> np.ndarray:
 @dataclass(frozen=True)
 class NearCopyAudit:
     space: str  # "pixel" or the feature extractor's name
+    measure: str  # "relative (k=50)" or "absolute": what ``score`` and the thresholds are in
     quantile: float
     threshold: float  # overall threshold: generated images at or below their threshold are near-copies
     style_thresholds: dict[int, float]  # per style, where style labels were given
     reference: str  # what calibrated the thresholds
-    reference_distances: np.ndarray  # real → nearest train, (n_ref,)
-    distance: np.ndarray  # generated → nearest train, (n_gen,)
+    reference_scores: np.ndarray  # real → train, in the measure, (n_ref,)
+    reference_distances: np.ndarray  # real → nearest train, absolute, (n_ref,)
+    score: np.ndarray  # generated → train, in the measure, (n_gen,)
+    distance: np.ndarray  # generated → nearest train, absolute, (n_gen,)
     index: np.ndarray  # index of that nearest train image, (n_gen,)
     limit: np.ndarray  # the threshold that applies to each generated image, (n_gen,)
     flag_ratio: float
 
     @property
     def near_copy(self) -> np.ndarray:
-        return self.distance <= self.limit
+        return self.score <= self.limit
 
     @property
     def count(self) -> int:
@@ -76,58 +90,74 @@ class NearCopyAudit:
 
     @property
     def share(self) -> float:
-        return float(self.near_copy.mean()) if len(self.distance) else 0.0
+        return float(self.near_copy.mean()) if len(self.score) else 0.0
 
     @property
     def flagged(self) -> bool:
-        n, q = len(self.distance), self.quantile
+        n, q = len(self.score), self.quantile
         beyond_noise = self.count > n * q + 3.0 * math.sqrt(n * q * (1.0 - q))
         return bool(self.share > self.flag_ratio * q and beyond_noise)
 
     def closest(self, n: int) -> np.ndarray:
-        """Indices of the ``n`` generated images closest to the training set, closest first."""
-        return np.argsort(self.distance, kind="stable")[:n]
+        """Indices of the ``n`` generated images most like copies (lowest score) first."""
+        return np.argsort(self.score, kind="stable")[:n]
+
+
+def _measure(query: np.ndarray, train: np.ndarray, k: int, dtype: type,
+             exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, absolute distance, nearest index) of each query against the training set."""
+    distance, index, mean_k = nearest_and_mean(query, train, max(k, 1), dtype, exclude)
+    if k <= 1:
+        return distance, distance, index
+    # An exact duplicate of a training image whose k nearest are all duplicates too
+    # (mean 0) is a copy: score 0.
+    score = np.divide(distance, mean_k, out=np.zeros_like(distance), where=mean_k > 0)
+    return score, distance, index
 
 
 def audit_near_copies(generated: np.ndarray, train: np.ndarray, reference: np.ndarray | None = None,
                       quantile: float = 0.05, flag_ratio: float = 2.0, space: str = "pixel",
                       dtype: type = np.float32, generated_styles: np.ndarray | None = None,
-                      reference_styles: np.ndarray | None = None) -> NearCopyAudit:
+                      reference_styles: np.ndarray | None = None, relative_k: int = RELATIVE_K) -> NearCopyAudit:
     """Audit vectors (rows) of generated images against the training set's.
 
     ``reference``: vectors of held-out real images (the val split) that calibrate the
     threshold. Without them, a leave-one-out sample of the training set (each of up to
-    2,000 evenly spaced training images to its nearest *other* training image) does.
+    2,000 evenly spaced training images against the *other* training images) does.
     ``generated_styles`` and ``reference_styles`` (both or neither) calibrate one
-    threshold per style. Distances are chosen in ``dtype`` (float32 halves the cost of
-    pixel vectors) and reported exactly (see :func:`ray_gan.evaluate.neighbours.nearest`).
+    threshold per style. ``relative_k``: the relative distance over that many nearest
+    training images (0 or 1: the absolute distance). Distances are chosen in ``dtype``
+    (float32 halves the cost of pixel vectors); nearest distances are reported exactly
+    (see :func:`ray_gan.evaluate.neighbours.nearest_and_mean`).
     """
     if not 0.0 < quantile < 1.0:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
     if len(train) < 2:
         raise ValueError("the memorisation audit needs at least two training images")
-    distance, index = nearest(generated, train, dtype)
+    score, distance, index = _measure(generated, train, relative_k, dtype)
     if reference is not None and len(reference):
-        ref = nearest(reference, train, dtype)[0]
-        source = f"{len(ref)} val images → nearest train image"
+        ref_score, ref_distance, _ = _measure(reference, train, relative_k, dtype)
+        source = f"{len(ref_score)} val images → train"
     else:
         rows = (np.arange(min(MAX_LOO_QUERIES, len(train))) * len(train)) // min(MAX_LOO_QUERIES, len(train))
-        ref = nearest(np.asarray(train)[rows], train, dtype, exclude=rows)[0]
-        source = f"{len(ref)} train images → nearest other train image (no val split)"
+        ref_score, ref_distance, _ = _measure(np.asarray(train)[rows], train, relative_k, dtype, exclude=rows)
+        source = f"{len(ref_score)} train images → the other train images (no val split)"
         reference_styles = None
-    threshold = float(np.quantile(ref, quantile))
-    limit = np.full(len(distance), threshold)
+    threshold = float(np.quantile(ref_score, quantile))
+    limit = np.full(len(score), threshold)
     style_thresholds: dict[int, float] = {}
     if generated_styles is not None and reference_styles is not None:
         generated_styles, reference_styles = np.asarray(generated_styles), np.asarray(reference_styles)
         for s in np.unique(generated_styles):
-            mine = ref[reference_styles == s]
+            mine = ref_score[reference_styles == s]
             if len(mine):
                 style_thresholds[int(s)] = float(np.quantile(mine, quantile))
                 limit[generated_styles == s] = style_thresholds[int(s)]
         source += ", per style"
-    return NearCopyAudit(space, quantile, threshold, style_thresholds, source, ref, distance, index, limit,
-                         flag_ratio)
+    k_used = max(1, min(relative_k, len(train) - 1))
+    measure = f"relative (k={k_used})" if relative_k > 1 else "absolute"
+    return NearCopyAudit(space, measure, quantile, threshold, style_thresholds, source, ref_score, ref_distance,
+                         score, distance, index, limit, flag_ratio)
 
 
 def worst_pairs_png(generated: np.ndarray, train: np.ndarray, audit: NearCopyAudit, n: int = 16) -> bytes:

@@ -47,15 +47,29 @@ def nearest(query: np.ndarray, ref: np.ndarray, dtype: type = np.float64, exclud
     recomputed exactly in float64. Ties go to the lowest index. ``exclude[i]``, when
     given, is a ``ref`` index that query ``i`` may not pick (itself, for leave-one-out).
     """
+    distance, idx, _ = nearest_and_mean(query, ref, 1, dtype, exclude, block_rows)
+    return distance, idx
+
+
+def nearest_and_mean(query: np.ndarray, ref: np.ndarray, k: int, dtype: type = np.float64,
+                     exclude: np.ndarray | None = None,
+                     block_rows: int = DEFAULT_BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nearest`, plus each query's mean distance to its ``k`` nearest ``ref`` points
+    (the nearest included; computed in ``dtype``; ``k`` is capped at the points available)."""
     if len(ref) < (2 if exclude is not None else 1):
         raise ValueError("nearest: reference set too small")
+    k = max(1, min(k, len(ref) - (1 if exclude is not None else 0)))
     idx = np.empty(len(query), dtype=np.int64)
+    mean_k = np.empty(len(query), dtype=np.float64)
     for start, d in distance_blocks(query, ref, dtype, block_rows):
         if exclude is not None:
             d[np.arange(len(d)), np.asarray(exclude)[start : start + len(d)]] = np.inf
         idx[start : start + len(d)] = d.argmin(axis=1)
+        if k > 1:
+            mean_k[start : start + len(d)] = np.partition(d, k - 1, axis=1)[:, :k].mean(axis=1)
     diff = np.asarray(query, np.float64) - np.asarray(ref, np.float64)[idx]
-    return np.sqrt(np.einsum("ij,ij->i", diff, diff)), idx
+    distance = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return distance, idx, (mean_k if k > 1 else distance.copy())
 
 
 def kth_neighbour_distance(x: np.ndarray, k: int, block_rows: int = DEFAULT_BLOCK_ROWS) -> np.ndarray:

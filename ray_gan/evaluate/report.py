@@ -68,20 +68,24 @@ class DistanceSummary(_Model):
 
 class AuditResult(_Model):
     space: str  # "pixel" or the extractor's name
-    threshold: float  # over all styles
+    measure: str  # "relative (k=50)" (distance to the nearest / mean over the 50 nearest) or "absolute"
+    threshold: float  # over all styles, in the measure
     style_thresholds: dict[str, float]  # per style: what each generated image is held to
     reference: str
     near_copy_count: int
     near_copy_share: float
     flagged: bool
-    generated_to_train: DistanceSummary
+    generated_to_train: DistanceSummary  # absolute distance to the nearest training image
     reference_to_train: DistanceSummary
+    generated_score: DistanceSummary  # in the measure
+    reference_score: DistanceSummary
 
 
 class WorstPair(_Model):
     style: str
     seed: int
     pixel_distance: float
+    pixel_score: float  # in the pixel audit's measure (relative: nearest / mean of the k nearest)
     feature_distance: float  # to the same training image, in the extractor's space
     train_key: str  # source_key of the nearest training image ('' if unknown)
 
@@ -229,12 +233,14 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
         [[s.style, s.n_real, s.fid, s.diversity_real, s.diversity_generated, s.diversity_ratio, s.style_accuracy,
           s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
     audits = _table(
-        ["space", "threshold (all styles)", "near copies", "share", "flagged", "gen→train median", "val→train median"],
-        [[a.space + (" (verdict)" if a.space == m.verdict_space else ""), a.threshold, a.near_copy_count,
-          a.near_copy_share, a.flagged, a.generated_to_train.median, a.reference_to_train.median]
+        ["space", "measure", "threshold (all styles)", "near copies", "share", "flagged", "gen→train median",
+         "val→train median", "gen→nearest train median distance", "val→nearest train median distance"],
+        [[a.space + (" (verdict)" if a.space == m.verdict_space else ""), a.measure, a.threshold, a.near_copy_count,
+          a.near_copy_share, a.flagged, a.generated_score.median, a.reference_score.median,
+          a.generated_to_train.median, a.reference_to_train.median]
          for a in (m.pixel, m.feature)])
-    pairs = _table(["#", "style", "seed", "pixel distance", "feature distance", "nearest training image"],
-                   [[i + 1, p.style, p.seed, p.pixel_distance, p.feature_distance, p.train_key]
+    pairs = _table(["#", "style", "seed", "pixel score", "pixel distance", "feature distance", "nearest training image"],
+                   [[i + 1, p.style, p.seed, p.pixel_score, p.pixel_distance, p.feature_distance, p.train_key]
                     for i, p in enumerate(m.worst_pairs)])
     grids = "".join(
         f"<figure><h3>{html.escape(s.style)}</h3><p>generated</p>{_img(g, s.style + ' generated')}"
@@ -253,8 +259,10 @@ truncation {_fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.e
 ({r.classifier.epochs:.3g} epochs),
 real-val accuracy {_fmt(r.classifier.val_accuracy)} on {r.classifier.val_images} images.</p>
 <h2>Memorisation audit</h2>{audits}
-<p class="note">Threshold = {m.quantile:g} quantile of {html.escape(m.pixel.reference)} distances; reference set:
-{m.train_images} training images.</p>
+<p class="note">Measure: {html.escape(m.pixel.measure)} — relative = distance to the nearest training image
+over the mean distance to the k nearest (a copy is far closer to its source than to anything else: near 0; a
+generic image is about as close to many: near 1). Threshold = {m.quantile:g} quantile of the measure for
+{html.escape(m.pixel.reference)}; reference set: {m.train_images} training images.</p>
 <h3>Closest pairs (generated | nearest training image)</h3>{_img(worst_pairs, "closest pairs")}{pairs}
 <h2>Samples</h2><div class="styles">{grids}</div>
 <h2>Notes</h2><ul>{notes}</ul>

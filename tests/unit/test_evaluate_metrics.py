@@ -166,7 +166,7 @@ def test_audit_flags_a_generator_that_copies_training_images(demo_sets):
     assert audit.share == 1.0 and audit.count == len(copies)
     assert audit.flagged
     assert np.array_equal(audit.index, np.arange(0, len(train), 2))
-    assert audit.distance.max() < audit.threshold
+    assert audit.measure.startswith("relative") and audit.score.max() < audit.threshold
 
 
 def test_audit_passes_noise_and_held_out_real_images(demo_sets):
@@ -187,7 +187,7 @@ def test_audit_thresholds_per_style(demo_sets):
                               generated_styles=styles[:60], reference_styles=styles)
     assert sorted(audit.style_thresholds) == [0, 1]
     for s in (0, 1):
-        ref = audit.reference_distances[styles == s]
+        ref = audit.reference_scores[styles == s]
         assert audit.style_thresholds[s] == pytest.approx(np.quantile(ref, 0.05))
         assert np.all(audit.limit[styles[:60] == s] == audit.style_thresholds[s])
     assert audit.share <= 0.1 and not audit.flagged
@@ -212,3 +212,32 @@ def test_worst_pairs_png_shows_the_closest_pairs_side_by_side(demo_sets):
     first_gen = img[pad : pad + 64 : scale, pad : pad + 64 : scale]
     first_train = img[pad : pad + 64 : scale, 2 * pad + 64 : 2 * pad + 128 : scale]
     assert np.array_equal(first_gen, train[5]) and np.array_equal(first_train, train[5])
+
+
+def _glyphs(rng, n, max_strokes):
+    """White 16×16 images, each with 1..``max_strokes`` random black horizontal/vertical strokes."""
+    img = np.full((n, 16, 16, 3), 255, np.uint8)
+    for i in range(n):
+        for _ in range(rng.integers(1, max_strokes + 1)):
+            a, b = sorted(rng.integers(1, 15, size=2))
+            c = rng.integers(1, 15)
+            if rng.random() < 0.5:
+                img[i, c, a : b + 2] = 0
+            else:
+                img[i, a : b + 2, c] = 0
+    return img
+
+
+def test_audit_relative_measure_does_not_call_generic_faint_images_copies():
+    rng = _rng(7)
+    train, val = _glyphs(rng, 400, 6), _glyphs(rng, 80, 6)  # from single strokes ("一") to six
+    # A collapsed generator: faint grey blobs, no strokes; generic, close to the sparsest glyphs.
+    faint = np.clip(255 - np.abs(rng.normal(0, 12, size=(80, 16, 16, 3))), 0, 255).astype(np.uint8)
+    absolute = audit_near_copies(pixel_vectors(faint), pixel_vectors(train), pixel_vectors(val), relative_k=0)
+    relative = audit_near_copies(pixel_vectors(faint), pixel_vectors(train), pixel_vectors(val))
+    assert absolute.measure == "absolute" and absolute.flagged  # what the absolute distance alone concluded
+    assert relative.measure == "relative (k=50)" and relative.share == 0.0 and not relative.flagged
+    # while copies of those same sparse glyphs are still caught
+    copies = train[np.argsort(pixel_vectors(train).sum(1))[-5:]].repeat(4, axis=0)  # the sparsest glyphs
+    caught = audit_near_copies(pixel_vectors(copies), pixel_vectors(train), pixel_vectors(val))
+    assert caught.share == 1.0 and caught.flagged
