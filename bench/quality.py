@@ -82,13 +82,17 @@ def train_reference(data: str, out: Path, budget: float, seed: int, device: str 
             "renderer": ref.ReferenceRenderer(G, ds.styles, str(out), stats.steps, device), "uri": str(out)}
 
 
+def model_dir(work: Path, dataset: str, model: str, budget: float, device: str) -> Path:
+    """Where a row's model lives: WORK/models/<dataset>-<model>-<budget>s[-cuda]."""
+    return work / "models" / f"{dataset}-{model}-{int(budget)}s{'-cuda' if device == 'cuda' else ''}"
+
+
 def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | None:
     """Score an already-trained row again with the current evaluation code (same seeds);
     None when its weights were not kept (reference rows from before they were saved)."""
     import reference_cdcgan as ref
 
-    suffix = "-cuda" if row.get("device", "cpu") == "cuda" else ""
-    out = work / "models" / f"{row['dataset']}-{row['model']}-{int(row['budget'])}s{suffix}"
+    out = model_dir(work, row["dataset"], row["model"], row["budget"], row.get("device", "cpu"))
     if row["model"] == "reference":
         if not (out / ref.WEIGHTS).exists():
             return None
@@ -164,8 +168,7 @@ def main() -> None:
                 continue
             if (name, model, a.budget, a.device) in done:
                 continue
-            suffix = "-cuda" if a.device == "cuda" else ""
-            out = work / "models" / f"{name}-{model}-{int(a.budget)}s{suffix}"
+            out = model_dir(work, name, model, a.budget, a.device)
             t = time.perf_counter()
             entry = (train_reference(data, out, a.budget, a.seed, a.device) if model == "reference"
                      else train_ours(model, data, out, a.budget, a.seed, a.device))

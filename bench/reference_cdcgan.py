@@ -12,12 +12,16 @@ EMA, no regularisation: the plain recipe a team would write first.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ray_gan.checkpoint import ModelInfo
@@ -120,23 +124,12 @@ WEIGHTS = "reference_generator.safetensors"
 
 def save(G: Generator, styles: list[str], steps: int, out) -> None:
     """G's weights (safetensors) with the style names and step in its metadata."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
     Path(out).mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     save_file(state, str(Path(out) / WEIGHTS), metadata={"styles": json.dumps(list(styles)), "steps": str(steps)})
 
 
 def load(out) -> tuple[Generator, list[str], int]:
-    import json
-    from pathlib import Path
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = str(Path(out) / WEIGHTS)
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
