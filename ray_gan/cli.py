@@ -215,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile G and D (one-off compile cost; see docs/benchmarks.md before using it)")
     s.add_argument("--beta1", type=float)
     s.add_argument("--beta2", type=float)
-    s.add_argument("--ema-decay", dest="ema_decay", type=float)
+    s.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help="EMA generator decay per step (0 = off; default 0.999 stylegan, 0 dcgan/vanilla)")
+    s.add_argument("--style-loss", dest="style_loss", type=float,
+                   help="weight of the auxiliary style-classification loss (stylegan; default 1, 0 = off)")
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=500)
     s.add_argument("--log-every", dest="log_every", type=int, default=25)
     s.add_argument("--time-budget", dest="time_budget_s", type=float, help="seconds; checkpoint and stop after")

@@ -91,7 +91,10 @@ class TrainConfig(_Strict):
     lr_d: float | None = Field(None, gt=0)
     beta1: float | None = Field(None, ge=0, lt=1, description="Adam β1; default 0.5 (dcgan, vanilla), 0 (stylegan).")
     beta2: float | None = Field(None, ge=0, lt=1, description="Adam β2; default 0.999 (dcgan, vanilla), 0.99 (stylegan).")
-    ema_decay: float = Field(0.999, ge=0, lt=1)
+    ema_decay: float | None = Field(None, ge=0, lt=1, description="Per-step decay of the EMA generator that "
+                                    "is saved and served (0 = the trained G itself). Default 0.999 for stylegan; 0 for "
+                                    "dcgan and vanilla, whose BatchNorm statistics do not fit averaged weights (an EMA "
+                                    "cut their style accuracy from 0.93 to 0.35 in docs/benchmarks.md).")
     loss: Loss = Field("non_saturating", description="non_saturating: the minimax game with G maximising "
                        "log D(G(z)); hinge: the hinge form (Lim & Ye 2017; Miyato et al. 2018).")
     r1_gamma: float | None = Field(None, ge=0, description="R1 penalty weight on real images (0 = off; "
@@ -100,6 +103,10 @@ class TrainConfig(_Strict):
     augment: Augment = Field("none", description="diffaugment: differentiable augmentation of reals and fakes "
                              "for D (Zhao et al. 2020); for small datasets.")
     augment_policy: str = Field("color,translation,cutout", pattern=r"^(color|translation|cutout)(,(color|translation|cutout))*$")
+    style_loss: float | None = Field(None, ge=0, description="Weight of an auxiliary style-classification "
+                                     "loss (AC-GAN, Odena et al. 2017): D's style head learns the styles of real "
+                                     "images, G is pushed to make fakes that head assigns to their style. Conditional "
+                                     "stylegan only; default 1 there, 0 = off.")
     mixing_prob: float = Field(0.9, ge=0, le=1, description="stylegan: share of G steps with style mixing.")
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU).")
     channels_last: bool = Field(True, description="NHWC memory format for the conv nets (faster convolutions "

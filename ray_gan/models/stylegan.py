@@ -269,9 +269,11 @@ class DiscriminatorBlock(nn.Module):
 
 class StyleGANDiscriminator(nn.Module):
     """Residual D with minibatch-stddev and a projection head:
-    ``logit = ψ(φ(x)) + <embed(style), φ(x)> / sqrt(dim φ)``."""
+    ``logit = ψ(φ(x)) + <embed(style), φ(x)> / sqrt(dim φ)``; when conditional, also a
+    style classifier on the same features, ``classify(φ(x))`` (the auxiliary head of
+    AC-GAN, Odena et al. 2017; used when the train config's ``style_loss`` > 0)."""
 
-    style_tables = ("embed.weight",)
+    style_tables = ("embed.weight", "classify.weight", "classify.bias")
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -285,12 +287,16 @@ class StyleGANDiscriminator(nn.Module):
         self.fc = EqualLinear(ch[4] * 16, ch[4], activate=True)
         self.out = EqualLinear(ch[4], 1)
         self.embed = nn.Embedding(cfg.num_styles, ch[4]) if cfg.conditional else None
+        self.classify = EqualLinear(ch[4], cfg.num_styles) if cfg.conditional else None
         self.feat_dim = ch[4]
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, classes: bool = False):
+        """Real/fake logits (N,); with ``classes``, also style logits (N, num_styles)."""
         h = self.blocks(self.from_rgb(x))
         phi = self.fc(self.conv(self.mbstd(h)).flatten(1))
         out = self.out(phi).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(style).to(phi.dtype) * phi).sum(dim=1) / math.sqrt(self.feat_dim)
+        if classes:
+            return out, self.classify(phi)
         return out

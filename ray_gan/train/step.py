@@ -44,16 +44,23 @@ from ray_gan.train.augment import diff_augment
 
 # Optimiser defaults per architecture (DCGAN paper; StyleGAN2 paper), used where the
 # train config leaves them unset.
+# The EMA is off for the BatchNorm generators (see TrainConfig.ema_decay); the style loss
+# needs D's style head (stylegan).
 ARCH_DEFAULTS: dict[str, dict[str, float]] = {
-    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99},
-    "dcgan": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999},
-    "vanilla": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999},
+    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "ema_decay": 0.999, "style_loss": 1.0},
+    "dcgan": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "ema_decay": 0.0, "style_loss": 0.0},
+    "vanilla": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "ema_decay": 0.0, "style_loss": 0.0},
 }
 
 
 def resolve_hyperparameters(cfg: TrainConfig, mcfg: ModelConfig, world: int) -> dict[str, float]:
     """The optimiser settings and R1 weight a run actually uses (config, else arch defaults)."""
     out = {k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in ARCH_DEFAULTS[mcfg.arch].items()}
+    if out["style_loss"] and (mcfg.arch != "stylegan" or not mcfg.conditional or mcfg.num_styles < 2):
+        if cfg.style_loss:
+            raise ValueError("style_loss needs a conditional stylegan with two or more styles "
+                             f"(got arch={mcfg.arch}, {mcfg.num_styles} style(s))")
+        out["style_loss"] = 0.0
     if cfg.r1_gamma is not None:
         out["r1_gamma"] = cfg.r1_gamma
     elif mcfg.arch == "stylegan":  # StyleGAN2-ADA's heuristic: γ = 0.0002·res²/global batch
@@ -78,6 +85,7 @@ class GANStep:
         self.opt_d = torch.optim.Adam(D.parameters(), lr=self.hp["lr_d"] * c,
                                       betas=(self.hp["beta1"] ** c, self.hp["beta2"] ** c))
         self.styled = hasattr(G, "mapping")
+        self.style_loss = self.hp["style_loss"]
         self.amp = cfg.amp and device.type == "cuda"
         self._ema_pairs = None
         self.memory_format = torch.channels_last if cfg.channels_last and mcfg.arch != "vanilla" else None
@@ -126,17 +134,23 @@ class GANStep:
         return self.D if eager or self._D_fast is None else self._D_fast
 
     def _d_real_fake(self, x_real: torch.Tensor, x_fake: torch.Tensor, y: torch.Tensor, eager: bool = False):
-        """D's logits for reals and fakes: one D call over both halves when that computes
-        the same thing (D has no batch statistics across samples other than minibatch-
-        stddev, whose groups of consecutive samples then never straddle the halves),
-        else two calls."""
+        """D's logits for reals and fakes, and (with the style loss on) its style logits
+        for the reals: one D call over both halves when that computes the same thing (D
+        has no batch statistics across samples other than minibatch-stddev, whose groups
+        of consecutive samples then never straddle the halves), else two calls."""
         n = x_real.shape[0]
         D = self._d(eager)
         if self._joint_d and n % self._joint_d == 0 and x_fake.shape[0] == n:
             x = self._augment(torch.cat([x_real, x_fake]))
+            if self.style_loss:
+                logits, classes = D(x, torch.cat([y, y]), classes=True)
+                return logits[:n].float(), logits[n:].float(), classes[:n].float()
             logits = D(x, torch.cat([y, y])).float()
-            return logits[:n], logits[n:]
-        return D(self._augment(x_real), y).float(), D(self._augment(x_fake), y).float()
+            return logits[:n], logits[n:], None
+        if self.style_loss:
+            real_logits, classes = D(self._augment(x_real), y, classes=True)
+            return real_logits.float(), D(self._augment(x_fake), y).float(), classes.float()
+        return D(self._augment(x_real), y).float(), D(self._augment(x_fake), y).float(), None
 
     def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.loss == "hinge":
@@ -181,9 +195,11 @@ class GANStep:
         if r1:
             x_real = x_real.detach().requires_grad_(True)
         with self._autocast():
-            real_logits, fake_logits = self._d_real_fake(x_real, x_fake.detach(), y, eager=r1)
+            real_logits, fake_logits, real_classes = self._d_real_fake(x_real, x_fake.detach(), y, eager=r1)
         d_real_loss, d_loss = self._d_loss(real_logits, fake_logits)
         d_total = d_loss
+        if self.style_loss:  # D's style head learns the real images' styles
+            d_total = d_total + self.style_loss * F.cross_entropy(real_classes, y)
         if r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), x_real, create_graph=True)
             penalty = grad.float().square().flatten(1).sum(1).mean()
@@ -196,9 +212,14 @@ class GANStep:
         # G: fool the updated D.
         D.requires_grad_(False)
         with self._autocast():
-            g_loss = self._g_loss(self._d()(self._augment(x_fake), y).float())
+            if self.style_loss:  # ... and G makes fakes that head assigns to their style
+                fake_logits, fake_classes = self._d()(self._augment(x_fake), y, classes=True)
+                g_loss = self._g_loss(fake_logits.float())
+                g_total = g_loss + self.style_loss * F.cross_entropy(fake_classes.float(), y)
+            else:
+                g_loss = g_total = self._g_loss(self._d()(self._augment(x_fake), y).float())
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_total.backward()
         self._average_gradients(G)
         self.opt_g.step()
         D.requires_grad_(True)
@@ -208,7 +229,7 @@ class GANStep:
 
     @torch.no_grad()
     def update_ema(self, index: int) -> None:
-        decay = min(self.cfg.ema_decay, (1 + index) / (10 + index))
+        decay = min(self.hp["ema_decay"], (1 + index) / (10 + index))
         if self._ema_pairs is None:
             self._ema_pairs = (list(self.G_ema.parameters()), list(self.G.parameters()),
                                list(self.G_ema.buffers()), list(self.G.buffers()))
