@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beta1", type=float)
     s.add_argument("--beta2", type=float)
     s.add_argument("--ema-decay", dest="ema_decay", type=float,
-                   help="EMA generator decay per step (0 = off; default 0.999 stylegan, 0 dcgan/vanilla)")
+                   help="EMA generator decay per step (default 0.999; 0 = save the trained G)")
     s.add_argument("--style-loss", dest="style_loss", type=float,
                    help="weight of the auxiliary style-classification loss (stylegan; default 1, 0 = off)")
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=500)

@@ -91,10 +91,9 @@ class TrainConfig(_Strict):
     lr_d: float | None = Field(None, gt=0)
     beta1: float | None = Field(None, ge=0, lt=1, description="Adam β1; default 0.5 (dcgan, vanilla), 0 (stylegan).")
     beta2: float | None = Field(None, ge=0, lt=1, description="Adam β2; default 0.999 (dcgan, vanilla), 0.99 (stylegan).")
-    ema_decay: float | None = Field(None, ge=0, lt=1, description="Per-step decay of the EMA generator that "
-                                    "is saved and served (0 = the trained G itself). Default 0.999 for stylegan; 0 for "
-                                    "dcgan and vanilla, whose BatchNorm statistics do not fit averaged weights (an EMA "
-                                    "cut their style accuracy from 0.93 to 0.35 in docs/benchmarks.md).")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="Per-step decay of the EMA generator that is "
+                             "saved and served (0 = save the trained G itself). For dcgan at short budgets 0 trades "
+                             "fidelity for style: docs/benchmarks.md (quality) has the numbers.")
     loss: Loss = Field("non_saturating", description="non_saturating: the minimax game with G maximising "
                        "log D(G(z)); hinge: the hinge form (Lim & Ye 2017; Miyato et al. 2018).")
     r1_gamma: float | None = Field(None, ge=0, description="R1 penalty weight on real images (0 = off; "

@@ -42,20 +42,20 @@ from torch import nn
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.train.augment import diff_augment
 
-# Optimiser defaults per architecture (DCGAN paper; StyleGAN2 paper), used where the
-# train config leaves them unset.
-# The EMA is off for the BatchNorm generators (see TrainConfig.ema_decay); the style loss
-# needs D's style head (stylegan).
+# Defaults per architecture (optimisers: DCGAN paper; StyleGAN2 paper), used where the
+# train config leaves them unset. The style loss needs D's style head (stylegan).
 ARCH_DEFAULTS: dict[str, dict[str, float]] = {
-    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "ema_decay": 0.999, "style_loss": 1.0},
-    "dcgan": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "ema_decay": 0.0, "style_loss": 0.0},
-    "vanilla": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "ema_decay": 0.0, "style_loss": 0.0},
+    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "style_loss": 1.0},
+    "dcgan": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0},
+    "vanilla": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0},
 }
 
 
 def resolve_hyperparameters(cfg: TrainConfig, mcfg: ModelConfig, world: int) -> dict[str, float]:
-    """The optimiser settings and R1 weight a run actually uses (config, else arch defaults)."""
+    """The optimiser settings, R1 and style-loss weights and EMA decay a run actually uses
+    (config, else arch defaults); recorded in model.json."""
     out = {k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in ARCH_DEFAULTS[mcfg.arch].items()}
+    out["ema_decay"] = cfg.ema_decay
     if out["style_loss"] and (mcfg.arch != "stylegan" or not mcfg.conditional or mcfg.num_styles < 2):
         if cfg.style_loss:
             raise ValueError("style_loss needs a conditional stylegan with two or more styles "

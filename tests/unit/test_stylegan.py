@@ -145,8 +145,64 @@ def test_lazy_r1_runs_every_n_steps_and_changes_d(monkeypatch):
 def test_hyperparameter_defaults_per_arch():
     hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan", batch_size=32), small(32), 2)
     assert hp["beta1"] == 0.0 and hp["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 64)
-    hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", lr_g=1e-3), ModelConfig(), 1)
+    assert hp["ema_decay"] == 0.999 and hp["style_loss"] == 1.0
+    hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", lr_g=1e-3), ModelConfig(num_styles=3), 1)
     assert hp["lr_g"] == 1e-3 and hp["beta1"] == 0.5 and hp["r1_gamma"] == 0.0
+    assert hp["ema_decay"] == 0.999 and hp["style_loss"] == 0.0  # no style head in dcgan
+    # the style loss needs stylegan's style head and two or more styles: asked for elsewhere, a clear error
+    with pytest.raises(ValueError, match="style_loss needs a conditional stylegan"):
+        resolve_hyperparameters(TrainConfig(dataset="d", out="o", style_loss=1.0), ModelConfig(num_styles=3), 1)
+    one_style = resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan"), small(16, styles=1), 1)
+    assert one_style["style_loss"] == 0.0  # default quietly off where there is nothing to classify
+
+
+def test_ema_off_keeps_the_saved_generator_equal_to_the_trained_one():
+    st = _stepper("dcgan", ema_decay=0.0)
+    assert st.hp["ema_decay"] == 0.0
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 3
+    for i in range(3):
+        st.step(x, y, i)
+    for a, b in zip(st.G_ema.state_dict().values(), st.G.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def _two_colour_styles(n=16):
+    """Style 0: reddish images, style 1: bluish, with noise — told apart by colour alone."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = torch.rand(n, 3, 16, 16, generator=g) * 0.4 - 0.8
+    x[y == 0, 0] += 1.2
+    x[y == 1, 2] += 1.2
+    return x, y
+
+
+def test_style_loss_teaches_ds_style_head_the_real_styles_and_moves_g():
+    x, y = _two_colour_styles()
+
+    def head_accuracy(st):
+        with torch.no_grad():
+            _, classes = st.D(x, y, classes=True)
+        return float((classes.argmax(1) == y).float().mean())
+
+    st = _stepper(mixing_prob=0.0)  # default style_loss = 1
+    start = head_accuracy(st)
+    for i in range(30):
+        st.step(x, y, i)
+    assert head_accuracy(st) == 1.0 and start < 1.0
+
+    off = _stepper(mixing_prob=0.0, style_loss=0.0)
+    head = [p.clone() for p in off.D.classify.parameters()]
+    for i in range(3):
+        off.step(x, y, i)
+    assert all(torch.equal(a, b) for a, b in zip(head, off.D.classify.parameters()))  # off: the head is unused
+
+    def g_after(weight):
+        s = _stepper(mixing_prob=0.0, style_loss=weight)
+        torch.manual_seed(1)
+        s.step(x, y, 0)
+        return [p.detach().clone() for p in s.G.parameters()]
+
+    assert not all(torch.equal(a, b) for a, b in zip(g_after(0.0), g_after(1.0)))  # G feels the style term
 
 
 def test_minibatch_stddev_groups_consecutive_samples():
