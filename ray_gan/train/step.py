@@ -133,6 +133,13 @@ class GANStep:
         backward is needed (R1: AOTAutograd has none)."""
         return self.D if eager or self._D_fast is None else self._D_fast
 
+    def _score(self, D: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real/fake logits and, with the style loss on, its style logits (else None)."""
+        if self.style_loss:
+            logits, classes = D(x, y, classes=True)
+            return logits.float(), classes.float()
+        return D(x, y).float(), None
+
     def _d_real_fake(self, x_real: torch.Tensor, x_fake: torch.Tensor, y: torch.Tensor, eager: bool = False):
         """D's logits for reals and fakes, and (with the style loss on) its style logits
         for the reals: one D call over both halves when that computes the same thing (D
@@ -141,16 +148,10 @@ class GANStep:
         n = x_real.shape[0]
         D = self._d(eager)
         if self._joint_d and n % self._joint_d == 0 and x_fake.shape[0] == n:
-            x = self._augment(torch.cat([x_real, x_fake]))
-            if self.style_loss:
-                logits, classes = D(x, torch.cat([y, y]), classes=True)
-                return logits[:n].float(), logits[n:].float(), classes[:n].float()
-            logits = D(x, torch.cat([y, y])).float()
-            return logits[:n], logits[n:], None
-        if self.style_loss:
-            real_logits, classes = D(self._augment(x_real), y, classes=True)
-            return real_logits.float(), D(self._augment(x_fake), y).float(), classes.float()
-        return D(self._augment(x_real), y).float(), D(self._augment(x_fake), y).float(), None
+            logits, classes = self._score(D, self._augment(torch.cat([x_real, x_fake])), torch.cat([y, y]))
+            return logits[:n], logits[n:], None if classes is None else classes[:n]
+        real_logits, classes = self._score(D, self._augment(x_real), y)
+        return real_logits, D(self._augment(x_fake), y).float(), classes
 
     def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.loss == "hinge":
@@ -212,12 +213,10 @@ class GANStep:
         # G: fool the updated D.
         D.requires_grad_(False)
         with self._autocast():
+            fake_logits, fake_classes = self._score(self._d(), self._augment(x_fake), y)
+            g_loss = g_total = self._g_loss(fake_logits)
             if self.style_loss:  # ... and G makes fakes that head assigns to their style
-                fake_logits, fake_classes = self._d()(self._augment(x_fake), y, classes=True)
-                g_loss = self._g_loss(fake_logits.float())
-                g_total = g_loss + self.style_loss * F.cross_entropy(fake_classes.float(), y)
-            else:
-                g_loss = g_total = self._g_loss(self._d()(self._augment(x_fake), y).float())
+                g_total = g_loss + self.style_loss * F.cross_entropy(fake_classes, y)
         self.opt_g.zero_grad(set_to_none=True)
         g_total.backward()
         self._average_gradients(G)
