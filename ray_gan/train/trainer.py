@@ -100,6 +100,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             f"({cfg.workers} workers × batch {cfg.batch_size}); lower --batch-size or --workers"
         )
 
+    from ray_gan.train.step import resolve_hyperparameters
+
+    try:  # the settings every worker will resolve: refuse a bad combination before Ray starts
+        resolve_hyperparameters(cfg, mcfg, cfg.workers)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
+
     init_ray()
     datasets = {"train": image_dataset(info, "train")}
     meta = {

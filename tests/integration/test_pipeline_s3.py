@@ -95,6 +95,10 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
 
     with pytest.raises(TrainError, match="--resume"):
         train(TrainConfig(dataset=s3_dataset["uri"], out=s3_model, workers=2, steps=6, batch_size=8))
+    # a setting the arch cannot take is refused by the driver, before any Ray work
+    with pytest.raises(TrainError, match="style_loss needs a conditional stylegan"):
+        train(TrainConfig(dataset=s3_dataset["uri"], out=f"{s3_model}-bad", arch="dcgan", style_loss=1.0,
+                          workers=2, batch_size=8))
 
     resumed = f"{s3_model}-resumed"
     # Copy the run so far, then continue it to step 6.
