@@ -274,6 +274,8 @@ class StyleGANDiscriminator(nn.Module):
     AC-GAN, Odena et al. 2017; used when the train config's ``style_loss`` > 0)."""
 
     style_tables = ("embed.weight", "classify.weight", "classify.bias")
+    # A base model trained before the style head existed lacks it: fine-tuning starts it fresh.
+    optional_heads = ("classify.*",)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

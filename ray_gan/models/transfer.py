@@ -6,6 +6,10 @@ to style ``i`` (label embeddings, per-style BN gains, per-style mean latents). R
 matched by style *name*: a style the base model knows keeps its row, a new style starts
 from the mean of the base's rows (the "average style", a neutral starting point). Every
 other tensor is copied as is and must have the same shape.
+
+An architecture may also name *optional heads*: entries a base model is allowed to lack
+because it was trained before they existed (stylegan D's style classifier). They keep
+their fresh initialisation and are counted as ``initialised``.
 """
 
 from __future__ import annotations
@@ -18,17 +22,26 @@ from torch import nn
 from ray_gan import storage
 
 
+def _matches(module: nn.Module, name: str, attr: str) -> bool:
+    return any(fnmatch(name, pattern) for pattern in getattr(module, attr, ()))
+
+
 def is_style_table(module: nn.Module, name: str) -> bool:
-    return any(fnmatch(name, pattern) for pattern in getattr(module, "style_tables", ()))
+    return _matches(module, name, "style_tables")
 
 
 def transfer_state(module: nn.Module, base_state: dict[str, torch.Tensor], base_styles: list[str],
                    styles: list[str]) -> dict[str, int]:
     """Load ``base_state`` into ``module`` (built for ``styles``); returns counts of
-    copied tensors and of style rows copied / initialised from the mean."""
+    copied tensors, of style rows copied / initialised from the mean, and of optional
+    heads the base lacks (left as initialised)."""
     own = module.state_dict()
-    out, counts = {}, {"copied": 0, "style_rows_copied": 0, "style_rows_new": 0}
+    out, counts = {}, {"copied": 0, "style_rows_copied": 0, "style_rows_new": 0, "initialised": 0}
     for name, target in own.items():
+        if name not in base_state and _matches(module, name, "optional_heads"):
+            out[name] = target
+            counts["initialised"] += 1
+            continue
         if name not in base_state:
             raise ValueError(f"the base model has no {name!r}: not the same architecture")
         src = base_state[name]
@@ -54,9 +67,10 @@ def transfer_state(module: nn.Module, base_state: dict[str, torch.Tensor], base_
     return counts
 
 
-def init_from_base(G: nn.Module, D: nn.Module, init: dict, styles: list[str]) -> None:
+def init_from_base(G: nn.Module, D: nn.Module, init: dict, styles: list[str]) -> dict[str, dict[str, int]]:
     """``init``: ``{"checkpoint": URI, "styles": [...]}`` of the base model (see
-    :func:`ray_gan.train.trainer.finetune`). G starts from the base's EMA generator."""
+    :func:`ray_gan.train.trainer.finetune`). G starts from the base's EMA generator.
+    Returns :func:`transfer_state`'s counts for G and D."""
     from safetensors.torch import load as st_load
 
     cdir, base_styles = init["checkpoint"], list(init["styles"])
@@ -64,8 +78,9 @@ def init_from_base(G: nn.Module, D: nn.Module, init: dict, styles: list[str]) ->
     if not storage.exists(d_uri):
         raise ValueError(f"{init['model']} has no discriminator weights (an exported or blended model?): "
                          "fine-tuning needs a trained model's checkpoint")
-    transfer_state(G, st_load(storage.read_bytes(storage.join(cdir, "generator_ema.safetensors"))), base_styles, styles)
-    transfer_state(D, st_load(storage.read_bytes(d_uri)), base_styles, styles)
+    return {"generator": transfer_state(G, st_load(storage.read_bytes(storage.join(cdir, "generator_ema.safetensors"))),
+                                        base_styles, styles),
+            "discriminator": transfer_state(D, st_load(storage.read_bytes(d_uri)), base_styles, styles)}
 
 
 __all__ = ["transfer_state", "init_from_base", "is_style_table"]

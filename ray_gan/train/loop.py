@@ -63,7 +63,10 @@ def train_loop_per_worker(config: dict) -> None:
     G = build_generator(mcfg).to(device)
     D = build_discriminator(mcfg).to(device)
     if meta.get("init_from") and meta.get("resume_step") is None:  # fine-tuning: start from the base's weights
-        init_from_base(G, D, meta["init_from"], meta["styles"])
+        counts = init_from_base(G, D, meta["init_from"], meta["styles"])
+        fresh = counts["discriminator"]["initialised"] + counts["generator"]["initialised"]
+        if fresh:
+            log(f"fine-tune: {fresh} tensor(s) the base model lacks (a head added after it was trained) start fresh")
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world, distributed)
     step = 0

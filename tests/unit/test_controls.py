@@ -171,6 +171,22 @@ def test_transfer_state_matches_style_rows_by_name():
     assert torch.equal(child.const, base.const)
 
 
+def test_transfer_state_starts_a_head_the_base_lacks_fresh_but_refuses_other_gaps():
+    from ray_gan.models import build_discriminator
+
+    cfg = ModelConfig(arch="stylegan", resolution=8, num_styles=2, d_channels=8, max_channels=16)
+    base, child = build_discriminator(cfg), build_discriminator(cfg)
+    before = child.classify.weight.detach().clone()
+    old = {k: v for k, v in base.state_dict().items() if not k.startswith("classify.")}  # pre-style-head base
+    counts = transfer_state(child, old, ["a", "b"], ["a", "b"])
+    assert counts["initialised"] == 2  # classify.weight, classify.bias
+    assert torch.equal(child.classify.weight, before)
+    assert torch.equal(child.embed.weight, base.embed.weight)
+    del old["out.weight"]  # anything else missing is a different architecture
+    with pytest.raises(ValueError, match="out.weight"):
+        transfer_state(child, old, ["a", "b"], ["a", "b"])
+
+
 def test_projection_recovers_a_generated_image_and_its_style(tiny_stylegan):
     from ray_gan.generate.project import project
 
