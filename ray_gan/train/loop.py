@@ -145,6 +145,8 @@ def train_loop_per_worker(config: dict) -> None:
             t_log, step_at_log = now, step
 
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+            if rank == 0:  # G_ema's BatchNorm statistics for its own weights (what is saved and scored)
+                stepper.standing_statistics(seed=cfg.seed + step)
             val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
             _check_finite(step, cfg, G, D, distributed, device, history)
             rate = (step - step_at_ckpt) * imgs_per_step / max(time.time() - t_ckpt, 1e-9)

@@ -236,6 +236,37 @@ class GANStep:
         torch._foreach_lerp_(p_ema, p, 1 - decay)
         torch._foreach_copy_(b_ema, b)
 
+    @torch.no_grad()
+    def standing_statistics(self, seed: int, batches: int = 16, batch_size: int = 256) -> bool:
+        """BigGAN's "standing statistics" (Brock et al. 2019) for a generator with
+        BatchNorm: the EMA generator's weights are an average over steps, but its BN
+        running statistics are the trained G's (copied each step), which do not match
+        them. Recompute them for the EMA weights themselves: the exact mean over
+        ``batches`` batches of random latents and uniformly drawn styles, from a private
+        RNG (the training stream is untouched). Returns False (and does nothing) for a
+        generator without BatchNorm. Measured on the 600 s dcgan rows (docs/benchmarks.md):
+        FID and per-style FID improve, emoji style accuracy 0.33 → 0.52."""
+        bns = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return False
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        gen = torch.Generator().manual_seed(seed)
+        self.G_ema.train()
+        try:
+            for _ in range(batches):
+                z = torch.randn(batch_size, self.mcfg.z_dim, generator=gen).to(self.device)
+                y = torch.randint(0, self.mcfg.num_styles, (batch_size,), generator=gen).to(self.device)
+                with self._autocast():
+                    self.G_ema(z, y)
+        finally:
+            self.G_ema.eval()
+            for m, momentum in zip(bns, momenta):
+                m.momentum = momentum
+        return True
+
     # -- checkpointing -----------------------------------------------------------------
     def optimizer_state(self) -> dict:
         return {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()}

@@ -166,6 +166,32 @@ def test_ema_off_keeps_the_saved_generator_equal_to_the_trained_one():
         assert torch.equal(a, b)
 
 
+def test_standing_statistics_fit_the_ema_generators_own_batchnorm_statistics():
+    st = _stepper("dcgan")
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 3
+    for i in range(20):  # G moves; G_ema (decay warm-up) lags, but carries G's BN statistics
+        st.step(x, y, i)
+    G = st.G_ema
+    z, s = torch.randn(512, st.mcfg.z_dim), torch.arange(512) % 3
+
+    def gap() -> float:  # eval-mode output vs the output under the batch's own statistics
+        with torch.no_grad():
+            G.train()
+            batch_stats = G(z, s)
+            G.eval()
+            return float((G(z, s) - batch_stats).abs().mean())
+
+    weights = [p.clone() for p in G.parameters()]
+    before, rng = gap(), torch.get_rng_state()
+    assert st.standing_statistics(seed=0) is True
+    after = gap()
+    assert after < 0.5 * before, (before, after)
+    assert torch.equal(torch.get_rng_state(), rng)  # the training RNG stream is untouched
+    assert all(torch.equal(a, b) for a, b in zip(weights, G.parameters())) and not G.training
+    assert all(m.momentum is not None for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert _stepper("stylegan").standing_statistics(seed=0) is False  # no BatchNorm: nothing to do
+
+
 def _two_colour_styles(n=16):
     """Style 0: reddish images, style 1: bluish, with noise — told apart by colour alone."""
     g = torch.Generator().manual_seed(0)
