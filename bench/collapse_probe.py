@@ -33,6 +33,7 @@ def main() -> None:
     from ray_gan.config import ModelConfig, TrainConfig
     from ray_gan.data.dataset import read_dataset_info
     from ray_gan.evaluate.realdata import read_split, style_mapping
+    from ray_gan.generate.render import from_uint8
     from ray_gan.models import build_discriminator, build_generator
     from ray_gan.train.step import GANStep
 
@@ -51,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ds = read_dataset_info(args.dataset)
     train = read_split(ds, "train", style_mapping(ds.styles, ds.styles), ds.resolution, 3)
-    X = torch.from_numpy(train.images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    X = from_uint8(train.images)
     Y = torch.from_numpy(train.styles).long()
     mcfg = ModelConfig.default_for(args.arch, len(ds.styles), ds.resolution).model_copy(update=json.loads(args.model))
     cfg = TrainConfig(dataset=args.dataset, out="unused", arch=args.arch, batch_size=args.batch,

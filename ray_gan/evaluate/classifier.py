@@ -26,15 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ray_gan.evaluate.threads import one_torch_thread
+from ray_gan.generate.render import from_uint8
 
 MAX_INPUT = 32
 
 
 def _to_input(images: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x
+    return from_uint8(images, device, size=size)
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:

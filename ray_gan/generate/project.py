@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ray_gan import storage
 from ray_gan.data.images import encode_png, square_resize, to_rgb
-from ray_gan.generate.render import Renderer, make_grid
+from ray_gan.generate.render import Renderer, from_uint8, make_grid
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,7 @@ def project(renderer: Renderer, target: np.ndarray, style: str | None = None, st
     if target.shape != (r, r, 3):
         raise ValueError(f"target must be {r}×{r} RGB, got {target.shape}")
     candidates = info.style_indices([style] if style else None)
-    x = torch.from_numpy(np.array(target)).permute(2, 0, 1).float().div(127.5).sub(1)[None].to(device)
-    if info.config.channels == 1:
-        x = x.mean(dim=1, keepdim=True)
+    x = from_uint8(np.asarray(target)[None], device, info.config.channels)
     s = torch.tensor(candidates, device=device).repeat_interleave(restarts)
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(len(s), info.config.z_dim, generator=gen).to(device).requires_grad_(True)

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ray_gan.checkpoint import ModelInfo, load_generator
@@ -42,6 +43,22 @@ def latents_from_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(s))
         out[i] = torch.randn(z_dim, generator=g)
     return out
+
+
+def from_uint8(images: np.ndarray | torch.Tensor, device: torch.device | str | None = None, channels: int = 3,
+               size: int | None = None) -> torch.Tensor:
+    """uint8 (N, H, W, 3) → float (N, C, H, W) in [-1, 1], as the models take it (the
+    inverse of :func:`to_uint8`): ``channels`` 1 takes the mean of R, G, B; ``size``
+    resizes (bilinear, antialiased) when the images are another size."""
+    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if device is not None:
+        x = x.to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    if channels == 1:
+        x = x.mean(dim=1, keepdim=True)
+    if size is not None and x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

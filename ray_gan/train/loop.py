@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ray_gan import checkpoint as ckpt
 from ray_gan import storage
 from ray_gan.config import ModelConfig, TrainConfig
-from ray_gan.generate.render import latents_from_seeds, make_grid, to_uint8
+from ray_gan.generate.render import from_uint8, latents_from_seeds, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.transfer import init_from_base
 from ray_gan.train.step import GANStep
@@ -103,13 +103,7 @@ def train_loop_per_worker(config: dict) -> None:
     val_images = _ValidationImages(meta.get("val_shards", []), cfg.val_batches * cfg.batch_size) if rank == 0 else None
 
     def to_input(images: torch.Tensor) -> torch.Tensor:
-        x = images.to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        if mcfg.channels == 1:
-            x = x.mean(dim=1, keepdim=True)
-        if x.shape[-1] != mcfg.resolution:
-            x = F.interpolate(x, size=(mcfg.resolution, mcfg.resolution), mode="bilinear", antialias=True,
-                              align_corners=False)
-        return x
+        return from_uint8(images, device, mcfg.channels, mcfg.resolution)
 
     # ---- loop -----------------------------------------------------------------------
     t_start = t_log = t_ckpt = time.time()
