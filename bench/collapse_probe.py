@@ -12,8 +12,11 @@ dataset and, every ``--every`` steps, prints
     python bench/collapse_probe.py DATASET [--arch stylegan] [--steps 500] [--every 50]
                                    [--train '{"lr_d": 0.001}'] [--model '{"mapping_layers": 2}']
 
-DATASET is a ``ray-gan prepare`` output (local or s3://). ``--train`` / ``--model`` are
-JSON overrides of TrainConfig / ModelConfig. Batch 64, one process, CPU (2 threads).
+DATASET is a ``ray-gan prepare`` output (local or s3://). The models are what ``ray-gan
+train`` builds for it (stylegan: a packing D, default 2); ``--train`` / ``--model`` are
+JSON overrides of TrainConfig / ModelConfig (``--model '{"pack": 1}'``: the unpacked D
+the docs' "Why hanzi collapses" numbers were taken with). Batch 64, one process, CPU
+(2 threads).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ def main() -> None:
     from ray_gan.evaluate.realdata import read_split, style_mapping
     from ray_gan.generate.render import from_uint8
     from ray_gan.models import build_discriminator, build_generator
+    from ray_gan.models.stylegan import same_style_packs
     from ray_gan.train.step import GANStep
+    from ray_gan.train.trainer import model_config_for
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dataset")
@@ -54,9 +59,10 @@ def main() -> None:
     train = read_split(ds, "train", style_mapping(ds.styles, ds.styles), ds.resolution, 3)
     X = from_uint8(train.images)
     Y = torch.from_numpy(train.styles).long()
-    mcfg = ModelConfig.default_for(args.arch, len(ds.styles), ds.resolution).model_copy(update=json.loads(args.model))
     cfg = TrainConfig(dataset=args.dataset, out="unused", arch=args.arch, batch_size=args.batch,
                       **json.loads(args.train))
+    mcfg = model_config_for(cfg, ds.styles, ds.resolution)  # what `ray-gan train` builds
+    mcfg = ModelConfig.model_validate({**mcfg.model_dump(), **json.loads(args.model)})
     torch.manual_seed(args.seed)
     G, D = build_generator(mcfg), build_discriminator(mcfg)
     step = GANStep(G, D, copy.deepcopy(G).eval().requires_grad_(False), mcfg, cfg, torch.device("cpu"))
@@ -65,6 +71,11 @@ def main() -> None:
     y = torch.zeros(64, dtype=torch.long)
     xr, yr = X[:256], Y[:256]
     xr_same, yr_same = xr[::4].repeat_interleave(4, 0), yr[::4].repeat_interleave(4, 0)
+    pack = getattr(D, "pack", 1)  # D judges runs of `pack` images of one style
+    keep = same_style_packs(yr, pack)
+    xr, yr = xr[keep], yr[keep]
+    keep = same_style_packs(yr_same, pack)
+    xr_same, yr_same = xr_same[keep], yr_same[keep]
 
     @torch.no_grad()
     def probe(i: int, losses: list[float] | None) -> None:

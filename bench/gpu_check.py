@@ -30,12 +30,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def train_steps(arch: str, res: int, batch: int, steps: int, device: torch.device) -> dict:
-    from ray_gan.config import ModelConfig, TrainConfig
+    from ray_gan.config import TrainConfig
     from ray_gan.models import build_discriminator, build_generator
     from ray_gan.train.step import GANStep
+    from ray_gan.train.trainer import model_config_for
 
-    mc = ModelConfig.default_for(arch, num_styles=4, resolution=res)
     tc = TrainConfig(dataset="-", out="-", arch=arch, batch_size=batch, augment="diffaugment")
+    mc = model_config_for(tc, ["a", "b", "c", "d"], res)  # what `ray-gan train` builds (stylegan: packed D)
     torch.manual_seed(0)
     G, D = build_generator(mc).to(device), build_discriminator(mc).to(device)
     st = GANStep(G, D, copy.deepcopy(G).eval(), mc, tc, device)

@@ -54,6 +54,9 @@ class ModelConfig(_Strict):
     max_channels: int = Field(512, ge=4, description="Cap on any block's width.")
     w_dim: int = Field(256, ge=8, le=2048, description="stylegan: width of the intermediate latent space W.")
     mapping_layers: int = Field(4, ge=1, le=16, description="stylegan: depth of the mapping network.")
+    pack: int = Field(1, ge=1, le=8, description="stylegan: discriminator packing (PacGAN, Lin et al. 2018): D "
+                      "judges this many images of one style at once, stacked along channels, so a generator "
+                      "that ignores its latent (identical images in a pack) is easy to tell from real data.")
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -62,6 +65,8 @@ class ModelConfig(_Strict):
             raise ValueError(f"dcgan needs a power-of-two resolution >= 16, got {r}")
         if self.arch == "stylegan" and (r < 8 or r > 256 or r & (r - 1)):
             raise ValueError(f"stylegan needs a power-of-two resolution from 8 to 256, got {r}")
+        if self.pack > 1 and self.arch != "stylegan":
+            raise ValueError(f"pack > 1 (discriminator packing) is a stylegan setting, not {self.arch}'s")
         return self
 
     @classmethod
@@ -124,6 +129,9 @@ class TrainConfig(_Strict):
                                   "(its architecture and size; style rows matched by name).")
     g_channels: int | None = Field(None, ge=4)
     d_channels: int | None = Field(None, ge=4)
+    pack: int | None = Field(None, ge=1, le=8, description="stylegan: images of one style D judges at once "
+                             "(PacGAN); default 2, or 1 where a batch cannot hold two of every style. Set for a new "
+                             "model: resume and fine-tune keep the base's.")
 
 
 class MixSpec(_Strict):

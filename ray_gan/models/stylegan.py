@@ -267,11 +267,34 @@ class DiscriminatorBlock(nn.Module):
         return (x + y) / SQRT2
 
 
+def same_style_packs(style: torch.Tensor, pack: int) -> torch.Tensor:
+    """Indices that arrange a batch for a packing discriminator: samples grouped by style
+    (stable order), each style cut to a multiple of ``pack``, so every run of ``pack``
+    consecutive samples shares one style. Leaves out at most ``pack - 1`` samples per
+    style (the training step carries those over to its next batch)."""
+    if pack == 1:
+        return torch.arange(style.shape[0], device=style.device)
+    order = torch.argsort(style, stable=True)
+    sorted_style = style[order]
+    counts = torch.bincount(sorted_style)
+    first = torch.cumsum(counts, 0) - counts  # where each style's run starts
+    rank = torch.arange(style.shape[0], device=style.device) - first[sorted_style]
+    return order[rank < (counts // pack * pack)[sorted_style]]
+
+
 class StyleGANDiscriminator(nn.Module):
     """Residual D with minibatch-stddev and a projection head:
     ``logit = ψ(φ(x)) + <embed(style), φ(x)> / sqrt(dim φ)``; when conditional, also a
     style classifier on the same features, ``classify(φ(x))`` (the auxiliary head of
-    AC-GAN, Odena et al. 2017; used when the train config's ``style_loss`` > 0)."""
+    AC-GAN, Odena et al. 2017; used when the train config's ``style_loss`` > 0).
+
+    With ``pack`` > 1 (PacGAN, Lin et al. 2018) D judges packs: each run of ``pack``
+    consecutive images, which must share a style (arrange a batch with
+    :func:`same_style_packs`), is stacked along channels into one input, and the logits
+    are one per pack. Two samples of a generator that ignores its latent are then the
+    same image side by side — what no real pack of two different characters looks like —
+    which the minibatch-stddev channel alone, one scalar averaged over all features,
+    let D overlook (bench/collapse_probe.py)."""
 
     style_tables = ("embed.weight", "classify.weight", "classify.bias")
     # A base model trained before the style head existed lacks it: fine-tuning starts it fresh.
@@ -282,7 +305,8 @@ class StyleGANDiscriminator(nn.Module):
         self.cfg = cfg
         res = resolutions(cfg.resolution)
         ch = {r: min(cfg.d_channels * cfg.resolution // r, cfg.max_channels) for r in res}
-        self.from_rgb = EqualConv2d(cfg.channels, ch[cfg.resolution], 1, activate=True)
+        self.pack = cfg.pack
+        self.from_rgb = EqualConv2d(cfg.channels * cfg.pack, ch[cfg.resolution], 1, activate=True)
         self.blocks = nn.Sequential(*(DiscriminatorBlock(ch[r], ch[r // 2]) for r in reversed(res[1:])))
         self.mbstd = MinibatchStdDev()
         self.conv = EqualConv2d(ch[4] + 1, ch[4], 3, activate=True)
@@ -293,7 +317,15 @@ class StyleGANDiscriminator(nn.Module):
         self.feat_dim = ch[4]
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, classes: bool = False):
-        """Real/fake logits (N,); with ``classes``, also style logits (N, num_styles)."""
+        """Real/fake logits (N / pack,); with ``classes``, also style logits (N / pack, num_styles)."""
+        if self.pack > 1:
+            n, c, height, width = x.shape
+            if n % self.pack:
+                raise ValueError(f"a packing discriminator needs a batch that is a multiple of {self.pack}, got {n}")
+            packed = x.reshape(n // self.pack, self.pack * c, height, width)
+            channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            x = packed.contiguous(memory_format=torch.channels_last) if channels_last else packed
+            style = style[:: self.pack]
         h = self.blocks(self.from_rgb(x))
         phi = self.fc(self.conv(self.mbstd(h)).flatten(1))
         out = self.out(phi).squeeze(1)

@@ -29,6 +29,7 @@ from ray_gan import storage
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.generate.render import from_uint8, latents_from_seeds, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
+from ray_gan.models.stylegan import same_style_packs
 from ray_gan.models.transfer import init_from_base
 from ray_gan.train.step import GANStep
 
@@ -270,13 +271,19 @@ def _validation_loss(D, G_ema, val_images, to_input, mcfg: ModelConfig, cfg: Tra
 
 def _d_losses(D, G_ema, data, to_input, mcfg: ModelConfig, cfg: TrainConfig, device) -> dict:
     images, styles = data
-    losses = []
-    for i in range(0, len(images), cfg.batch_size):
-        x, y = to_input(images[i : i + cfg.batch_size]), styles[i : i + cfg.batch_size].to(device)
-        losses.append(F.softplus(-D(x, y)).sum().item())
-    z = torch.randn(len(images), mcfg.z_dim, device=device)
-    fake = F.softplus(D(G_ema(z, styles.to(device)), styles.to(device))).mean().item()
-    return {"d_val_real_loss": float(sum(losses) / len(images)), "d_val_fake_loss": fake}
+    pack = getattr(D, "pack", 1)
+    order = same_style_packs(styles, pack)  # whole packs of one style (all images, in order, unpacked)
+    if len(order) == 0:
+        return {"d_val_real_loss": None}
+    chunk = max(pack, cfg.batch_size // pack * pack)
+    real = 0.0
+    for i in range(0, len(order), chunk):
+        idx = order[i : i + chunk]
+        real += F.softplus(-D(to_input(images[idx]), styles[idx].to(device))).sum().item()
+    y = styles[order].to(device)
+    z = torch.randn(len(y), mcfg.z_dim, device=device)
+    fake = F.softplus(D(G_ema(z, y), y)).mean().item()
+    return {"d_val_real_loss": real / (len(order) // pack), "d_val_fake_loss": fake}
 
 
 def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, history, distributed,

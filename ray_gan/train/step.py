@@ -14,6 +14,13 @@ Regularisation and stabilisation:
   steps with the penalty scaled by ``r1_every`` and Adam's lr/betas adjusted by
   ``c = r1_every / (r1_every + 1)`` (Karras et al., 2020, §B);
 * DiffAugment on everything D sees (:mod:`ray_gan.train.augment`);
+* discriminator packing (PacGAN; stylegan's ``pack``): the real batch is arranged into
+  runs of one style (:func:`~ray_gan.models.stylegan.same_style_packs`) and the fakes
+  take the same labels, so D's packs never mix styles; the images of a style that do not
+  fill a pack wait for the next step (at most ``pack - 1`` per style; not checkpointed),
+  so every image is used and a rare style still trains once it fills a pack. The step's
+  batch then varies a little around ``batch_size``; on CUDA the arrangement costs one
+  host sync per step;
 * style mixing (stylegan): with probability ``mixing_prob`` the fakes of a step take
   the style inputs of their first layers from one latent and the rest from another of
   the same style label, so adjacent layers do not learn to depend on each other (which
@@ -40,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.models.stylegan import same_style_packs
 from ray_gan.train.augment import diff_augment
 
 # Defaults per architecture (optimisers: DCGAN paper; StyleGAN2 paper), used where the
@@ -61,6 +69,11 @@ def resolve_hyperparameters(cfg: TrainConfig, mcfg: ModelConfig, world: int) -> 
             raise ValueError("style_loss needs a conditional stylegan with two or more styles "
                              f"(got arch={mcfg.arch}, {mcfg.num_styles} style(s))")
         out["style_loss"] = 0.0
+    if mcfg.pack > 1 and cfg.batch_size < mcfg.pack * mcfg.num_styles:
+        # Below this a batch may hold no two images of one style, so not one pack.
+        raise ValueError(f"batch_size {cfg.batch_size} is too small for discriminator packs of {mcfg.pack} over "
+                         f"{mcfg.num_styles} styles: raise it to at least {mcfg.pack * mcfg.num_styles} (a new "
+                         "model can also take a smaller --pack)")
     if cfg.r1_gamma is not None:
         out["r1_gamma"] = cfg.r1_gamma
     elif mcfg.arch == "stylegan":  # StyleGAN2-ADA's heuristic: γ = 0.0002·res²/global batch
@@ -93,6 +106,8 @@ class GANStep:
         # Group size that lets D score reals and fakes in one call (0: never).
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
         mbstd = getattr(D, "mbstd", None)
+        self.pack = getattr(D, "pack", 1)
+        self._carry: tuple[torch.Tensor, torch.Tensor] | None = None  # reals waiting to fill a pack
         self._joint_d = 0 if has_bn else (mbstd.group_size if mbstd is not None else 1)
         # What the step calls: the modules, or compiled wrappers sharing their parameters
         # (state dicts, checkpoints and the EMA still see the plain modules).
@@ -147,11 +162,23 @@ class GANStep:
         of consecutive samples then never straddle the halves), else two calls."""
         n = x_real.shape[0]
         D = self._d(eager)
-        if self._joint_d and n % self._joint_d == 0 and x_fake.shape[0] == n:
+        if self._joint_d and (n // self.pack) % self._joint_d == 0 and x_fake.shape[0] == n:
             logits, classes = self._score(D, self._augment(torch.cat([x_real, x_fake])), torch.cat([y, y]))
-            return logits[:n], logits[n:], None if classes is None else classes[:n]
+            m = n // self.pack  # D's outputs per half: one per pack
+            return logits[:m], logits[m:], None if classes is None else classes[:m]
         real_logits, classes = self._score(D, self._augment(x_real), y)
         return real_logits, D(self._augment(x_fake), y).float(), classes
+
+    def _arrange_packs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's reals in same-style packs: the images carried over from the last
+        step first, then the new batch; what does not fill a pack is carried on."""
+        if self._carry is not None:
+            x, y = torch.cat([self._carry[0], x]), torch.cat([self._carry[1], y])
+        keep = same_style_packs(y, self.pack)
+        rest = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
+        rest[keep] = False
+        self._carry = (x[rest], y[rest]) if keep.shape[0] < y.shape[0] else None
+        return x[keep], y[keep]
 
     def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.loss == "hinge":
@@ -179,6 +206,9 @@ class GANStep:
     def step(self, x_real: torch.Tensor, y: torch.Tensor, index: int) -> torch.Tensor:
         G, D, cfg = self.G, self.D, self.cfg
         r1 = self.hp["r1_gamma"] > 0 and index % cfg.r1_every == 0
+        if self.pack > 1:  # runs of `pack` images of one style; the fakes take the same labels
+            x_real, y = self._arrange_packs(x_real, y)
+        y_d = y[:: self.pack]  # one label per D output
         if self.memory_format is not None:
             if not self._formatted:  # after any resume/broadcast (collectives want plain layouts)
                 for module in (G, D, self.G_ema):
@@ -200,10 +230,11 @@ class GANStep:
         d_real_loss, d_loss = self._d_loss(real_logits, fake_logits)
         d_total = d_loss
         if self.style_loss:  # D's style head learns the real images' styles
-            d_total = d_total + self.style_loss * F.cross_entropy(real_classes, y)
+            d_total = d_total + self.style_loss * F.cross_entropy(real_classes, y_d)
         if r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), x_real, create_graph=True)
-            penalty = grad.float().square().flatten(1).sum(1).mean()
+            # E‖∇D‖² over D's inputs (a pack's gradient is its members' together).
+            penalty = grad.float().square().sum() / real_logits.shape[0]
             d_total = d_total + 0.5 * self.hp["r1_gamma"] * cfg.r1_every * penalty
         self.opt_d.zero_grad(set_to_none=True)
         d_total.backward()
@@ -216,7 +247,7 @@ class GANStep:
             fake_logits, fake_classes = self._score(self._d(), self._augment(x_fake), y)
             g_loss = g_total = self._g_loss(fake_logits)
             if self.style_loss:  # ... and G makes fakes that head assigns to their style
-                g_total = g_loss + self.style_loss * F.cross_entropy(fake_classes, y)
+                g_total = g_loss + self.style_loss * F.cross_entropy(fake_classes, y_d)
         self.opt_g.zero_grad(set_to_none=True)
         g_total.backward()
         self._average_gradients(G)

@@ -42,8 +42,20 @@ def finetune(base: str, dataset: str, out: str, log: Callable[[str], None] = pri
 
 def model_config_for(cfg: TrainConfig, styles: list[str], resolution: int) -> ModelConfig:
     mcfg = ModelConfig.default_for(cfg.arch, num_styles=len(styles), resolution=resolution)
-    updates = {k: v for k, v in (("g_channels", cfg.g_channels), ("d_channels", cfg.d_channels)) if v}
-    return mcfg.model_copy(update=updates) if updates else mcfg
+    updates = {k: v for k, v in (("g_channels", cfg.g_channels), ("d_channels", cfg.d_channels), ("pack", cfg.pack))
+               if v}
+    if cfg.pack is None and cfg.arch == "stylegan":
+        updates["pack"] = default_pack(cfg.batch_size, len(styles))
+    return ModelConfig.model_validate({**mcfg.model_dump(), **updates})  # checks the overrides too
+
+
+def default_pack(batch_size: int, num_styles: int) -> int:
+    """stylegan's discriminator packing when the config leaves it unset: packs of 2 where a
+    worker's batch can hold a pack of every style, else none. Packs of 4 un-collapsed
+    hanzi as well but cost emoji its style accuracy (0.77 → 0.41 at 600 s; likely because
+    the style head then judges four images at once, so one well-styled image carries a
+    pack) (docs/benchmarks.md, "What fixed it")."""
+    return next(p for p in (2, 1) if batch_size >= p * num_styles)
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
@@ -84,7 +96,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     else:
         if cfg.resume:
             log(f"train: no checkpoint in {out} yet; starting from scratch")
-        mcfg = model_config_for(cfg, info.styles, info.resolution)
+        try:
+            mcfg = model_config_for(cfg, info.styles, info.resolution)
+        except ValueError as e:
+            raise TrainError(f"bad model settings: {e}") from None
         if cfg.init_from:
             base = ckpt.read_model_info(cfg.init_from)
             mcfg = base.config.model_copy(update={"num_styles": len(info.styles)})
@@ -94,6 +109,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             kept = [s for s in info.styles if s in base.styles]
             log(f"train: fine-tuning {base.uri} (step {base.step}, styles {base.styles}) onto {info.styles}; "
                 f"style rows kept for {kept or 'none'}, new styles start from the base's mean style")
+    if cfg.pack is not None and cfg.pack != mcfg.pack:
+        log(f"train: the model's discriminator judges packs of {mcfg.pack} (fixed by its weights); "
+            f"--pack {cfg.pack} ignored")
     if info.count("train") < cfg.batch_size * cfg.workers:
         raise TrainError(
             f"the train split has {info.count('train')} images, fewer than one step needs "

@@ -76,8 +76,8 @@ def blend_models(a_uri: str, b_uri: str, out: str, alpha: float = 0.5, layers: l
     Ga, ia = ckpt.load_generator(a_uri)
     Gb, ib = ckpt.load_generator(b_uri)
     ca, cb = ia.config, ib.config
-    shape_a = ca.model_dump(exclude={"num_styles"})
-    shape_b = cb.model_dump(exclude={"num_styles"})
+    d_only = {"num_styles", "d_channels", "pack"}  # (num_styles: style rows are matched by name)
+    shape_a, shape_b = ca.model_dump(exclude=d_only), cb.model_dump(exclude=d_only)
     if shape_a != shape_b:
         diff = {k: (shape_a[k], shape_b[k]) for k in shape_a if shape_a[k] != shape_b[k]}
         raise ValueError(f"the generators are not compatible: {diff}")

@@ -5,10 +5,11 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.models import build_discriminator, build_generator
-from ray_gan.models.stylegan import ModulatedConv2d
+from ray_gan.models.stylegan import ModulatedConv2d, same_style_packs
 from ray_gan.train.augment import diff_augment
 from ray_gan.train.step import GANStep, resolve_hyperparameters
 
@@ -95,9 +96,9 @@ def test_diffaugment_changes_images_keeps_shape_and_is_differentiable():
         diff_augment(x, "rotate")
 
 
-def _stepper(arch="stylegan", **train):
+def _stepper(arch="stylegan", pack=1, **train):
     torch.manual_seed(0)
-    mc = small() if arch == "stylegan" else ModelConfig(arch="dcgan", resolution=16, num_styles=3, g_channels=8,
+    mc = small().model_copy(update={"pack": pack}) if arch == "stylegan" else ModelConfig(arch="dcgan", resolution=16, num_styles=3, g_channels=8,
                                                         d_channels=8)
     G, D = build_generator(mc), build_discriminator(mc)
     return GANStep(G, D, copy.deepcopy(G).eval(), mc, TrainConfig(dataset="d", out="o", arch=arch, **train),
@@ -272,3 +273,101 @@ def test_compiled_step_matches_the_eager_step():
     (loss_e, g_e), (loss_c, g_c) = out
     assert torch.allclose(loss_e, loss_c, atol=1e-4)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_e, g_c))
+
+
+def test_same_style_packs_cuts_each_style_into_whole_packs():
+    y = torch.tensor([2, 0, 1, 0, 2, 2, 1, 0, 0, 1, 2])  # counts 4, 3, 4
+    assert torch.equal(same_style_packs(y, 1), torch.arange(len(y)))
+    for pack in (2, 3):
+        keep = same_style_packs(y, pack)
+        assert len(set(keep.tolist())) == len(keep)
+        ys = y[keep]
+        assert all(len(set(ys[i : i + pack].tolist())) == 1 for i in range(0, len(ys), pack))
+        assert torch.equal(torch.bincount(ys, minlength=3), torch.bincount(y) // pack * pack)
+
+
+def test_packing_discriminator_scores_one_logit_per_pack_and_refuses_a_partial_pack():
+    D = build_discriminator(small().model_copy(update={"pack": 2}))
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.tensor([0, 0, 1, 1, 2, 2, 0, 0])
+    logits, classes = D(x, y, classes=True)
+    assert logits.shape == (4,) and classes.shape == (4, 3)
+    x2 = x.clone()
+    x2[1] = x[0]  # pack 0 now holds one image twice
+    assert not torch.allclose(D(x2, y)[0], logits[0])
+    with pytest.raises(ValueError, match="multiple of 2"):
+        D(x[:7], y[:7])
+    with pytest.raises(ValueError, match="stylegan setting"):
+        ModelConfig(arch="dcgan", pack=2)
+    with pytest.raises(ValueError, match="too small for discriminator packs"):
+        resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan", batch_size=5),
+                                small().model_copy(update={"pack": 2}), 1)
+
+
+def test_step_with_packing_gives_d_same_style_packs_and_carries_the_rest_to_the_next_step():
+    st = _stepper(pack=2, r1_every=1)
+    seen = []
+    forward = st.D.forward
+    st.D.forward = lambda x, style, classes=False: seen.append((x.clone(), style.clone())) or forward(x, style,
+                                                                                                         classes)
+    x, y = torch.rand(9, 3, 16, 16) * 2 - 1, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    assert torch.isfinite(st.step(x, y, 0)).all()
+    # 2 of each style's 3 make packs (3 per half: reals, fakes); the third image of each waits
+    assert seen and {len(s) for _, s in seen} <= {6, 12}
+    assert all(torch.equal(s[0::2], s[1::2]) for _, s in seen)
+    assert torch.equal(st._carry[1], torch.tensor([0, 1, 2])) and torch.equal(st._carry[0], x[6:])
+    seen.clear()
+    x2 = torch.rand(9, 3, 16, 16) * 2 - 1
+    st.step(x2, y, 1)
+    # the carried three join the next batch: 4 of each style, every image used, nothing left
+    assert {len(s) for _, s in seen} <= {12, 24} and st._carry is None
+    reals = seen[0][0][:12]
+    assert all(any(torch.equal(r, c) for r in reals) for c in torch.cat([x[6:], x2]))
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+def test_packing_lets_d_tell_repeated_images_from_distinct_ones(pack):
+    """What packing is for: real packs hold different images, a collapsed G's packs the
+    same image twice. Each image alone is drawn from the same set either way, so an
+    unpacked D learns next to nothing; a packed D separates the two."""
+    torch.manual_seed(0)
+    pool = torch.rand(64, 3, 8, 8) * 2 - 1
+    mc = ModelConfig(arch="stylegan", resolution=8, num_styles=1, conditional=False, d_channels=8,
+                     max_channels=16, pack=pack)
+    D = build_discriminator(mc)
+    opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.0, 0.99))
+    y = torch.zeros(32, dtype=torch.long)
+
+    def batches():
+        i = torch.randperm(64)[:32]
+        distinct = pool[i]  # 16 pairs of two different images
+        repeated = pool[i[:16]].repeat_interleave(2, 0)  # 16 pairs of one image twice
+        return distinct, repeated
+
+    for _ in range(150):
+        distinct, repeated = batches()
+        loss = F.softplus(-D(distinct, y)).mean() + F.softplus(D(repeated, y)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        distinct, repeated = batches()
+        gap = float(D(distinct, y).mean() - D(repeated, y).mean())
+    if pack == 2:
+        assert gap > 2.0
+    else:
+        assert abs(gap) < 1.0
+
+
+def test_training_packs_stylegan_by_default_as_far_as_a_batch_holds_every_style():
+    from ray_gan.train.trainer import default_pack, model_config_for
+
+    assert (default_pack(32, 5), default_pack(32, 16), default_pack(32, 17), default_pack(32, 1)) == (2, 2, 1, 2)
+
+    def built(arch="stylegan", styles=5, **train):
+        return model_config_for(TrainConfig(dataset="d", out="o", arch=arch, **train), [str(i) for i in range(styles)],
+                                32)
+
+    assert built().pack == 2 and built(styles=17).pack == 1 and built(pack=4).pack == 4
+    assert built("dcgan").pack == 1
+    with pytest.raises(ValueError, match="stylegan setting"):
+        built("dcgan", pack=2)
