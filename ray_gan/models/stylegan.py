@@ -267,6 +267,12 @@ class DiscriminatorBlock(nn.Module):
         return (x + y) / SQRT2
 
 
+def min_batch_for_packs(pack: int, num_styles: int) -> int:
+    """The smallest batch that always holds one whole pack of some style (pigeonhole):
+    below it a batch may give a packing D nothing to judge."""
+    return pack * num_styles
+
+
 def same_style_packs(style: torch.Tensor, pack: int) -> torch.Tensor:
     """Indices that arrange a batch for a packing discriminator: samples grouped by style
     (stable order), each style cut to a multiple of ``pack``, so every run of ``pack``

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ray_gan.config import ModelConfig, TrainConfig
-from ray_gan.models.stylegan import same_style_packs
+from ray_gan.models.stylegan import min_batch_for_packs, same_style_packs
 from ray_gan.train.augment import diff_augment
 
 # Defaults per architecture (optimisers: DCGAN paper; StyleGAN2 paper), used where the
@@ -69,10 +69,10 @@ def resolve_hyperparameters(cfg: TrainConfig, mcfg: ModelConfig, world: int) -> 
             raise ValueError("style_loss needs a conditional stylegan with two or more styles "
                              f"(got arch={mcfg.arch}, {mcfg.num_styles} style(s))")
         out["style_loss"] = 0.0
-    if mcfg.pack > 1 and cfg.batch_size < mcfg.pack * mcfg.num_styles:
-        # Below this a batch may hold no two images of one style, so not one pack.
+    needed = min_batch_for_packs(mcfg.pack, mcfg.num_styles)
+    if mcfg.pack > 1 and cfg.batch_size < needed:
         raise ValueError(f"batch_size {cfg.batch_size} is too small for discriminator packs of {mcfg.pack} over "
-                         f"{mcfg.num_styles} styles: raise it to at least {mcfg.pack * mcfg.num_styles} (a new "
+                         f"{mcfg.num_styles} styles: raise it to at least {needed} (a new "
                          "model can also take a smaller --pack)")
     if cfg.r1_gamma is not None:
         out["r1_gamma"] = cfg.r1_gamma

@@ -55,7 +55,9 @@ def default_pack(batch_size: int, num_styles: int) -> int:
     hanzi as well but cost emoji its style accuracy (0.77 → 0.41 at 600 s; likely because
     the style head then judges four images at once, so one well-styled image carries a
     pack) (docs/benchmarks.md, "What fixed it")."""
-    return next(p for p in (2, 1) if batch_size >= p * num_styles)
+    from ray_gan.models.stylegan import min_batch_for_packs
+
+    return next(p for p in (2, 1) if batch_size >= min_batch_for_packs(p, num_styles))
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
