@@ -5,6 +5,7 @@ validation split (every metric of the report).
 
     python bench/quality.py --budget 240 --datasets demo,emoji,hanzi [--device cuda]
     python bench/quality.py --budget 240 --reevaluate   # same models, current evaluation code
+    python bench/quality.py --budget 600 --datasets hanzi --runs 3   # three independent runs per row
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -13,6 +14,12 @@ workers × batch 32); the budget is ``--time-budget`` (the training loop's clock
 start-up before it is not counted). The reference trains in one process (2 threads,
 batch 64) for the same seconds. Prints a Markdown table and writes the reports' key
 numbers to WORK/quality-results.json.
+
+A time budget buys a different number of steps on every run, so two runs of one row
+differ even with the same seed; at 600 s the style accuracy of one run spreads by about
+±0.15. ``--runs N`` trains each row N times (run r with seed ``--seed`` + r, in its own
+model directory; rows already in the results file are kept) and adds a table of the
+mean and range over the runs.
 """
 
 from __future__ import annotations
@@ -82,9 +89,14 @@ def train_reference(data: str, out: Path, budget: float, seed: int, device: str 
             "renderer": ref.ReferenceRenderer(G, ds.styles, str(out), stats.steps, device), "uri": str(out)}
 
 
-def model_dir(work: Path, dataset: str, model: str, budget: float, device: str) -> Path:
-    """Where a row's model lives: WORK/models/<dataset>-<model>-<budget>s[-cuda]."""
-    return work / "models" / f"{dataset}-{model}-{int(budget)}s{'-cuda' if device == 'cuda' else ''}"
+def model_dir(work: Path, dataset: str, model: str, budget: float, device: str, run: int = 0) -> Path:
+    """Where a row's model lives: WORK/models/<dataset>-<model>-<budget>s[-cuda][-run<r>] (run 0: no suffix)."""
+    return work / "models" / (f"{dataset}-{model}-{int(budget)}s{'-cuda' if device == 'cuda' else ''}"
+                              f"{f'-run{run}' if run else ''}")
+
+
+def row_key(row: dict) -> tuple:
+    return row["dataset"], row["model"], row["budget"], row.get("device", "cpu"), row.get("run", 0)
 
 
 def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | None:
@@ -92,7 +104,7 @@ def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | Non
     None when its weights were not kept (reference rows from before they were saved)."""
     import reference_cdcgan as ref
 
-    out = model_dir(work, row["dataset"], row["model"], row["budget"], row.get("device", "cpu"))
+    out = model_dir(work, *row_key(row))
     if row["model"] == "reference":
         if not (out / ref.WEIGHTS).exists():
             return None
@@ -125,10 +137,35 @@ def table(rows: list[dict]) -> str:
     head = ["dataset", "model"] + [c for c, _ in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["dataset"], r["model"]]
+        cells = [r["dataset"], r["model"] + (f" (run {r['run']})" if r.get("run") else "")]
         for c, fmt in COLUMNS:
             v = r.get(c)
             cells.append("–" if v is None else fmt.format(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+SUMMARY = [("style_accuracy", "{:.3f}"), ("intra_fid", "{:.2f}"), ("fid", "{:.2f}"), ("coverage", "{:.3f}"),
+           ("diversity_ratio", "{:.2f}"), ("near_copy_share", "{:.3f}")]
+
+
+def runs_table(rows: list[dict]) -> str:
+    """One line per (dataset, model): the number of runs and, per metric, the mean over
+    them and their range."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["model"]), []).append(r)
+    head = ["dataset", "model", "runs"] + [c for c, _ in SUMMARY]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (dataset, model), group in groups.items():
+        cells = [dataset, model, str(len(group))]
+        for c, fmt in SUMMARY:
+            vals = [r[c] for r in group if r.get(c) is not None]
+            if not vals:
+                cells.append("–")
+                continue
+            mean = fmt.format(sum(vals) / len(vals))
+            cells.append(mean if len(vals) == 1 else f"{mean} ({fmt.format(min(vals))}–{fmt.format(max(vals))})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -140,6 +177,7 @@ def main() -> None:
     ap.add_argument("--models", default="reference,dcgan,stylegan")
     ap.add_argument("--n-per-style", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", type=int, default=1, help="independent training runs per row (seeds --seed + r)")
     ap.add_argument("--reevaluate", action="store_true",
                     help="score the already-trained rows of --budget/--datasets/--models again (current evaluation "
                          "code, same seeds) instead of training")
@@ -151,14 +189,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results_path = work / "quality-results.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
-    done = {(r["dataset"], r["model"], r["budget"], r.get("device", "cpu")) for r in rows}
+    done = {row_key(r) for r in rows}
     for name in a.datasets.split(","):
         data = prepared(name, work)
         for model in a.models.split(","):
             if a.reevaluate:
                 for i, r in enumerate(rows):
-                    if (r["dataset"], r["model"], r["budget"], r.get("device", "cpu")) == (name, model, a.budget,
-                                                                                             a.device):
+                    if row_key(r)[:4] == (name, model, a.budget, a.device):
                         new = reevaluate(r, data, work, a.n_per_style)
                         print(f"{name}/{model}: " + ("weights not kept; row unchanged" if new is None
                                                      else json.dumps(new)), flush=True)
@@ -166,24 +203,30 @@ def main() -> None:
                             rows[i] = new
                             results_path.write_text(json.dumps(rows, indent=1))
                 continue
-            if (name, model, a.budget, a.device) in done:
-                continue
-            out = model_dir(work, name, model, a.budget, a.device)
-            t = time.perf_counter()
-            entry = (train_reference(data, out, a.budget, a.seed, a.device) if model == "reference"
-                     else train_ours(model, data, out, a.budget, a.seed, a.device))
-            train_s = time.perf_counter() - t
-            scores = evaluate(entry, data, a.n_per_style)
-            row = {"dataset": name, "model": model, "budget": a.budget, "device": a.device, "steps": entry["steps"],
-                   "images_per_s": entry["images_per_s"], "wall_s": round(train_s, 1), **scores}
-            rows.append(row)
-            results_path.write_text(json.dumps(rows, indent=1))
-            print(json.dumps(row), flush=True)
+            for run in range(a.runs):
+                if (name, model, a.budget, a.device, run) in done:
+                    continue
+                out = model_dir(work, name, model, a.budget, a.device, run)
+                t = time.perf_counter()
+                entry = (train_reference(data, out, a.budget, a.seed + run, a.device) if model == "reference"
+                         else train_ours(model, data, out, a.budget, a.seed + run, a.device))
+                train_s = time.perf_counter() - t
+                scores = evaluate(entry, data, a.n_per_style)
+                row = {"dataset": name, "model": model, "budget": a.budget, "device": a.device, "run": run,
+                       "seed": a.seed + run, "steps": entry["steps"], "images_per_s": entry["images_per_s"],
+                       "wall_s": round(train_s, 1), **scores}
+                rows.append(row)
+                results_path.write_text(json.dumps(rows, indent=1))
+                print(json.dumps(row), flush=True)
     import platform
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; budget {a.budget:.0f} s "
           f"per model; features: {rows[0]['extractor'] if rows else '?'}\n")
-    print(table([r for r in rows if r["budget"] == a.budget and r.get("device", "cpu") == a.device]))
+    shown = [r for r in rows if r["budget"] == a.budget and r.get("device", "cpu") == a.device]
+    print(table(shown))
+    if any(r.get("run", 0) for r in shown):
+        print("\nOver independent runs (mean, and min–max):\n")
+        print(runs_table(shown))
 
 
 if __name__ == "__main__":
