@@ -70,17 +70,29 @@ def s3_server(tmp_path_factory):
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint)
-    deadline = time.monotonic() + 90
+    # Ready means a write lands, not just that the S3 port answers: the volume server
+    # comes up after the S3 gateway, and it refuses every write while its disk has less
+    # free space than it keeps in reserve (PutObject then fails with InternalError).
+    probe = f"ready-{uuid.uuid4().hex[:8]}"
+    made, deadline = False, time.monotonic() + 90
     while True:
         if proc.poll() is not None:
             pytest.fail(f"weed mini exited with {proc.returncode}: {(workdir / 'weed.log').read_text()[-2000:]}")
         try:
-            client.list_buckets()
+            if not made:
+                client.create_bucket(Bucket=probe)
+                made = True
+            client.put_object(Bucket=probe, Key="probe", Body=b"ok")
+            client.delete_object(Bucket=probe, Key="probe")
+            client.delete_bucket(Bucket=probe)
             break
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception as e:  # noqa: BLE001 - not up yet
             if time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"SeaweedFS S3 did not answer: {(workdir / 'weed.log').read_text()[-2000:]}")
+                free_gb = shutil.disk_usage(workdir).free / 2**30
+                pytest.fail(f"SeaweedFS S3 did not accept a write within 90 s ({e}); {free_gb:.1f} GiB free "
+                            f"on {workdir} (the volume server keeps a share of the disk free and refuses "
+                            f"writes below it): {(workdir / 'weed.log').read_text()[-2000:]}")
             time.sleep(0.5)
     yield {"endpoint": endpoint, "client": client}
     proc.terminate()
