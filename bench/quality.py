@@ -6,6 +6,7 @@ validation split (every metric of the report).
     python bench/quality.py --budget 240 --datasets demo,emoji,hanzi [--device cuda]
     python bench/quality.py --budget 240 --reevaluate   # same models, current evaluation code
     python bench/quality.py --budget 600 --datasets hanzi --runs 3   # three independent runs per row
+    python bench/quality.py --budget 600 --models stylegan --pack 4 --runs 3   # rows "stylegan-pack4"
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -59,7 +60,8 @@ def prepared(name: str, work: Path) -> str:
     return str(dst)
 
 
-def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
+def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu",
+               pack: int | None = None) -> dict:
     from ray_gan import checkpoint as ckpt
     from ray_gan.config import TrainConfig
     from ray_gan.train.trainer import train
@@ -69,7 +71,7 @@ def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device
         # (the reference's batch).
         on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
         train(TrainConfig(dataset=data, out=str(out), arch=arch, steps=10**8, time_budget_s=budget,
-                          checkpoint_every=10**8, log_every=200, seed=seed, **on_gpu))
+                          checkpoint_every=10**8, log_every=200, seed=seed, pack=pack, **on_gpu))
     info = ckpt.read_model_info(str(out))
     last = info.raw["history"][-1]
     return {"steps": info.step, "images_per_s": last["images_per_s"], "renderer": None, "uri": str(out)}
@@ -178,6 +180,8 @@ def main() -> None:
     ap.add_argument("--n-per-style", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=1, help="independent training runs per row (seeds --seed + r)")
+    ap.add_argument("--pack", type=int, help="stylegan: discriminator packs of this size instead of the default; "
+                    "the rows are named stylegan-pack<N>")
     ap.add_argument("--reevaluate", action="store_true",
                     help="score the already-trained rows of --budget/--datasets/--models again (current evaluation "
                          "code, same seeds) instead of training")
@@ -192,7 +196,8 @@ def main() -> None:
     done = {row_key(r) for r in rows}
     for name in a.datasets.split(","):
         data = prepared(name, work)
-        for model in a.models.split(","):
+        for arch in a.models.split(","):
+            model = f"{arch}-pack{a.pack}" if a.pack and arch == "stylegan" else arch
             if a.reevaluate:
                 for i, r in enumerate(rows):
                     if row_key(r)[:4] == (name, model, a.budget, a.device):
@@ -208,8 +213,9 @@ def main() -> None:
                     continue
                 out = model_dir(work, name, model, a.budget, a.device, run)
                 t = time.perf_counter()
-                entry = (train_reference(data, out, a.budget, a.seed + run, a.device) if model == "reference"
-                         else train_ours(model, data, out, a.budget, a.seed + run, a.device))
+                entry = (train_reference(data, out, a.budget, a.seed + run, a.device) if arch == "reference"
+                         else train_ours(arch, data, out, a.budget, a.seed + run, a.device,
+                                         a.pack if arch == "stylegan" else None))
                 train_s = time.perf_counter() - t
                 scores = evaluate(entry, data, a.n_per_style)
                 row = {"dataset": name, "model": model, "budget": a.budget, "device": a.device, "run": run,
