@@ -111,7 +111,11 @@ def train_loop_per_worker(config: dict) -> None:
     step_at_log = step_at_ckpt = step
     imgs_per_step = cfg.batch_size * world
     stop = False
-    real_losses: list[float] = []  # D's loss on training reals since the last checkpoint
+    # Per-step (d_loss, g_loss, D's loss on training reals): one step's losses are noise,
+    # so the log line shows their mean since the last line and the history since the
+    # last checkpoint.
+    since_log: list[tuple[float, float]] = []
+    since_ckpt: list[tuple[float, float, float]] = []
     while step < cfg.steps and not stop:
         images, styles = next(batches)
         x_real, y = to_input(images), styles.to(device)
@@ -127,17 +131,18 @@ def train_loop_per_worker(config: dict) -> None:
             stats[:3] /= world
         d_val, g_val, d_real_val, stop_flag = stats.tolist()
         stop = stop_flag > 0
-        real_losses.append(d_real_val)
+        since_log.append((d_val, g_val))
+        since_ckpt.append((d_val, g_val, d_real_val))
         if not (math.isfinite(d_val) and math.isfinite(g_val)) or max(abs(d_val), abs(g_val)) > cfg.max_loss:
             raise _diverged(step, cfg, history, f"d_loss={d_val:.4g} g_loss={g_val:.4g} (limit {cfg.max_loss})")
 
         if step % cfg.log_every == 0 or step == cfg.steps or stop:
             now = time.time()
             rate = (step - step_at_log) * imgs_per_step / max(now - t_log, 1e-9)
-            eta = (cfg.steps - step) * imgs_per_step / max(rate, 1e-9)
-            log(f"step {step}/{cfg.steps} | {rate:.1f} img/s | d_loss {d_val:.4f} g_loss {g_val:.4f} | "
-                f"ETA {_fmt_duration(eta)}")
-            t_log, step_at_log = now, step
+            d_mean, g_mean = np.mean(since_log, axis=0)
+            log(f"step {step}/{cfg.steps} | {rate:.1f} img/s | d_loss {d_mean:.4f} g_loss {g_mean:.4f} | "
+                f"{_time_left(cfg, step, imgs_per_step / max(rate, 1e-9), now - t_start)}")
+            t_log, step_at_log, since_log = now, step, []
 
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             if rank == 0:  # G_ema's BatchNorm statistics for its own weights (what is saved and scored)
@@ -145,9 +150,10 @@ def train_loop_per_worker(config: dict) -> None:
             val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
             _check_finite(step, cfg, G, D, distributed, device, history)
             rate = (step - step_at_ckpt) * imgs_per_step / max(time.time() - t_ckpt, 1e-9)
-            entry = {"step": step, "d_loss": d_val, "g_loss": g_val, "images_per_s": round(rate, 2),
-                     "d_train_real_loss": float(np.mean(real_losses)), **val}
-            real_losses = []
+            d_mean, g_mean, d_real_mean = (float(v) for v in np.mean(since_ckpt, axis=0))
+            entry = {"step": step, "d_loss": d_mean, "g_loss": g_mean, "images_per_s": round(rate, 2),
+                     "d_train_real_loss": d_real_mean, **val}
+            since_ckpt = []
             history.append(entry)
             _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, history, distributed, device)
             if val.get("d_val_real_loss") is not None:
@@ -342,6 +348,15 @@ def _sample_grid(G_ema, mcfg: ModelConfig, device) -> bytes:
     styles = torch.arange(n_styles).repeat_interleave(SAMPLE_COLS)
     x = G_ema(latents_from_seeds(seeds, mcfg.z_dim).to(device), styles.to(device))
     return encode_png(make_grid(to_uint8(x), cols=SAMPLE_COLS))
+
+
+def _time_left(cfg: TrainConfig, step: int, s_per_step: float, elapsed: float) -> str:
+    """"ETA 4m10s" from the steps still to run or, when the time budget ends the run
+    first, "budget left 3m00s" (a budgeted run's step limit is often just a cap)."""
+    by_steps = (cfg.steps - step) * s_per_step
+    if cfg.time_budget_s is not None and cfg.time_budget_s - elapsed < by_steps:
+        return f"budget left {_fmt_duration(max(cfg.time_budget_s - elapsed, 0.0))}"
+    return f"ETA {_fmt_duration(by_steps)}"
 
 
 def _fmt_duration(seconds: float) -> str:

@@ -162,7 +162,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     )
     log(
         f"train: {mcfg.arch} {mcfg.resolution}px, {len(info.styles)} styles, {info.count('train')} train images, "
-        f"{cfg.workers} workers × batch {cfg.batch_size}, steps {resume_step or 0} → {cfg.steps}, out {out}"
+        f"{cfg.workers} workers × batch {cfg.batch_size}, steps {resume_step or 0} → {cfg.steps}"
+        f"{f' or {cfg.time_budget_s:.0f} s, whichever comes first' if cfg.time_budget_s else ''}, out {out}"
     )
     try:
         trainer.fit()
