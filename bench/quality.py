@@ -6,7 +6,7 @@ validation split (every metric of the report).
     python bench/quality.py --budget 240 --datasets demo,emoji,hanzi [--device cuda]
     python bench/quality.py --budget 240 --reevaluate   # same models, current evaluation code
     python bench/quality.py --budget 600 --datasets hanzi --runs 3   # three independent runs per row
-    python bench/quality.py --budget 600 --models stylegan --pack 4 --runs 3   # rows "stylegan-pack4"
+    python bench/quality.py --budget 600 --models stylegan --set pack=4 --tag pack4 --runs 3   # rows "stylegan-pack4"
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -61,7 +61,7 @@ def prepared(name: str, work: Path) -> str:
 
 
 def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu",
-               pack: int | None = None) -> dict:
+               overrides: dict | None = None) -> dict:
     from ray_gan import checkpoint as ckpt
     from ray_gan.config import TrainConfig
     from ray_gan.train.trainer import train
@@ -71,7 +71,8 @@ def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device
         # (the reference's batch).
         on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
         train(TrainConfig(dataset=data, out=str(out), arch=arch, steps=10**8, time_budget_s=budget,
-                          checkpoint_every=10**8, log_every=200, seed=seed, pack=pack, **on_gpu))
+                          checkpoint_every=10**8, log_every=200, seed=seed,
+                          **on_gpu, **(overrides or {})))
     info = ckpt.read_model_info(str(out))
     last = info.raw["history"][-1]
     return {"steps": info.step, "images_per_s": last["images_per_s"], "renderer": None, "uri": str(out)}
@@ -180,8 +181,10 @@ def main() -> None:
     ap.add_argument("--n-per-style", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=1, help="independent training runs per row (seeds --seed + r)")
-    ap.add_argument("--pack", type=int, help="stylegan: discriminator packs of this size instead of the default; "
-                    "the rows are named stylegan-pack<N>")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a TrainConfig field for our models' rows instead of its default (repeatable; "
+                         "VALUE as JSON, e.g. pack=4, noise_inputs=false); needs --tag")
+    ap.add_argument("--tag", help="with --set: our rows are named <model>-<tag> (and get their own model dirs)")
     ap.add_argument("--reevaluate", action="store_true",
                     help="score the already-trained rows of --budget/--datasets/--models again (current evaluation "
                          "code, same seeds) instead of training")
@@ -189,6 +192,9 @@ def main() -> None:
                     help="cuda: every model on one GPU (ours: 1 Ray Train worker × batch 64)")
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray_gan_quality"))
     a = ap.parse_args()
+    overrides = dict(_override(kv) for kv in a.overrides)
+    if bool(overrides) != bool(a.tag):
+        ap.error("--set and --tag go together")
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     results_path = work / "quality-results.json"
@@ -197,7 +203,7 @@ def main() -> None:
     for name in a.datasets.split(","):
         data = prepared(name, work)
         for arch in a.models.split(","):
-            model = f"{arch}-pack{a.pack}" if a.pack and arch == "stylegan" else arch
+            model = f"{arch}-{a.tag}" if a.tag and arch != "reference" else arch
             if a.reevaluate:
                 for i, r in enumerate(rows):
                     if row_key(r)[:4] == (name, model, a.budget, a.device):
@@ -214,8 +220,7 @@ def main() -> None:
                 out = model_dir(work, name, model, a.budget, a.device, run)
                 t = time.perf_counter()
                 entry = (train_reference(data, out, a.budget, a.seed + run, a.device) if arch == "reference"
-                         else train_ours(arch, data, out, a.budget, a.seed + run, a.device,
-                                         a.pack if arch == "stylegan" else None))
+                         else train_ours(arch, data, out, a.budget, a.seed + run, a.device, overrides))
                 train_s = time.perf_counter() - t
                 scores = evaluate(entry, data, a.n_per_style)
                 row = {"dataset": name, "model": model, "budget": a.budget, "device": a.device, "run": run,
@@ -233,6 +238,18 @@ def main() -> None:
     if any(r.get("run", 0) for r in shown):
         print("\nOver independent runs (mean, and min–max):\n")
         print(runs_table(shown))
+
+
+def _override(kv: str) -> tuple[str, object]:
+    from ray_gan.config import TrainConfig
+
+    key, sep, value = kv.partition("=")
+    if not sep or key not in TrainConfig.model_fields:
+        raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with KEY a TrainConfig field")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 if __name__ == "__main__":

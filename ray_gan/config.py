@@ -54,6 +54,8 @@ class ModelConfig(_Strict):
     max_channels: int = Field(512, ge=4, description="Cap on any block's width.")
     w_dim: int = Field(256, ge=8, le=2048, description="stylegan: width of the intermediate latent space W.")
     mapping_layers: int = Field(4, ge=1, le=16, description="stylegan: depth of the mapping network.")
+    noise_inputs: bool = Field(True, description="stylegan: per-pixel noise added after every synthesis "
+                               "convolution (StyleGAN); off, as in StyleGAN3, every detail comes from w.")
     pack: int = Field(1, ge=1, le=8, description="stylegan: discriminator packing (PacGAN, Lin et al. 2018): D "
                       "judges this many images of one style at once, stacked along channels, so a generator "
                       "that ignores its latent (identical images in a pack) is easy to tell from real data.")
@@ -67,6 +69,8 @@ class ModelConfig(_Strict):
             raise ValueError(f"stylegan needs a power-of-two resolution from 8 to 256, got {r}")
         if self.pack > 1 and self.arch != "stylegan":
             raise ValueError(f"pack > 1 (discriminator packing) is a stylegan setting, not {self.arch}'s")
+        if not self.noise_inputs and self.arch != "stylegan":
+            raise ValueError(f"noise_inputs is a stylegan setting; {self.arch} has no noise inputs to turn off")
         return self
 
     @classmethod
@@ -132,6 +136,8 @@ class TrainConfig(_Strict):
     pack: int | None = Field(None, ge=1, le=8, description="stylegan: images of one style D judges at once "
                              "(PacGAN); default 2, or 1 where a batch cannot hold two of every style. Set for a new "
                              "model: resume and fine-tune keep the base's.")
+    noise_inputs: bool | None = Field(None, description="stylegan: per-pixel noise inputs in G (default on); "
+                                      "set for a new model: resume and fine-tune keep the base's.")
 
 
 class MixSpec(_Strict):

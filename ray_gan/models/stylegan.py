@@ -107,21 +107,27 @@ class ModulatedConv2d(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: bool, noise_seed: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: bool, noise_seed: int | None
+                 ) -> None:
+        """``noise_seed`` None: no noise input (``ModelConfig.noise_inputs`` off)."""
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, 3, w_dim, up=up)
-        self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(out_ch))
-        g = torch.Generator().manual_seed(noise_seed)
-        self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution, generator=g))
+        self.noise_inputs = noise_seed is not None
+        if self.noise_inputs:
+            self.noise_strength = nn.Parameter(torch.zeros(()))
+            g = torch.Generator().manual_seed(noise_seed)
+            self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution, generator=g))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, random_noise: bool) -> torch.Tensor:
-        x = self.conv(x, w)
-        if random_noise:
-            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
-        else:
-            noise = self.noise_const.to(x.dtype)
-        return _lrelu(x + noise * self.noise_strength.to(x.dtype) + self.bias[None, :, None, None].to(x.dtype))
+        x = self.conv(x, w) + self.bias[None, :, None, None].to(x.dtype)
+        if self.noise_inputs:
+            if random_noise:
+                noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+            else:
+                noise = self.noise_const.to(x.dtype)
+            x = x + noise * self.noise_strength.to(x.dtype)
+        return _lrelu(x)
 
 
 class ToRGB(nn.Module):
@@ -138,10 +144,12 @@ class SynthesisBlock(nn.Module):
     """One resolution doubling: two modulated 3×3 convs (the first upsamples) and an
     RGB output added to the upsampled RGB of the block below (skip generator)."""
 
-    def __init__(self, in_ch: int, out_ch: int, img_ch: int, w_dim: int, resolution: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, img_ch: int, w_dim: int, resolution: int, noise: bool) -> None:
         super().__init__()
-        self.conv0 = SynthesisLayer(in_ch, out_ch, w_dim, resolution, up=True, noise_seed=2 * resolution)
-        self.conv1 = SynthesisLayer(out_ch, out_ch, w_dim, resolution, up=False, noise_seed=2 * resolution + 1)
+        self.conv0 = SynthesisLayer(in_ch, out_ch, w_dim, resolution, up=True,
+                                    noise_seed=2 * resolution if noise else None)
+        self.conv1 = SynthesisLayer(out_ch, out_ch, w_dim, resolution, up=False,
+                                    noise_seed=2 * resolution + 1 if noise else None)
         self.to_rgb = ToRGB(out_ch, img_ch, w_dim)
 
     def forward(self, x, img, ws, random_noise: bool):
@@ -185,9 +193,10 @@ class StyleGANGenerator(nn.Module):
         ch = {r: min(cfg.g_channels * cfg.resolution // r, cfg.max_channels) for r in res}
         self.mapping = MappingNetwork(cfg)
         self.const = nn.Parameter(torch.randn(1, ch[4], 4, 4))
-        self.conv4 = SynthesisLayer(ch[4], ch[4], cfg.w_dim, 4, up=False, noise_seed=1)
+        self.conv4 = SynthesisLayer(ch[4], ch[4], cfg.w_dim, 4, up=False, noise_seed=1 if cfg.noise_inputs else None)
         self.rgb4 = ToRGB(ch[4], cfg.channels, cfg.w_dim)
-        self.blocks = nn.ModuleList(SynthesisBlock(ch[r // 2], ch[r], cfg.channels, cfg.w_dim, r) for r in res[1:])
+        self.blocks = nn.ModuleList(SynthesisBlock(ch[r // 2], ch[r], cfg.channels, cfg.w_dim, r, cfg.noise_inputs)
+                                    for r in res[1:])
         # ws[0]: conv4; ws[1]: rgb4 and the next block's first conv; block i uses ws[2i+1 .. 2i+3].
         self.num_ws = 2 + 2 * len(self.blocks)
         self.register_buffer("w_avg", torch.zeros(cfg.num_styles, cfg.w_dim))

@@ -44,6 +44,8 @@ def model_config_for(cfg: TrainConfig, styles: list[str], resolution: int) -> Mo
     mcfg = ModelConfig.default_for(cfg.arch, num_styles=len(styles), resolution=resolution)
     updates = {k: v for k, v in (("g_channels", cfg.g_channels), ("d_channels", cfg.d_channels), ("pack", cfg.pack))
                if v}
+    if cfg.noise_inputs is not None:
+        updates["noise_inputs"] = cfg.noise_inputs
     if cfg.pack is None and cfg.arch == "stylegan":
         updates["pack"] = default_pack(cfg.batch_size, len(styles))
     return ModelConfig.model_validate({**mcfg.model_dump(), **updates})  # checks the overrides too
@@ -114,6 +116,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if cfg.pack is not None and cfg.pack != mcfg.pack:
         log(f"train: the model's discriminator judges packs of {mcfg.pack} (fixed by its weights); "
             f"--pack {cfg.pack} ignored")
+    if cfg.noise_inputs is not None and cfg.noise_inputs != mcfg.noise_inputs:
+        log(f"train: the model's generator has noise inputs {'on' if mcfg.noise_inputs else 'off'} (fixed by its "
+            f"weights); --{'' if cfg.noise_inputs else 'no-'}noise-inputs ignored")
     if info.count("train") < cfg.batch_size * cfg.workers:
         raise TrainError(
             f"the train split has {info.count('train')} images, fewer than one step needs "

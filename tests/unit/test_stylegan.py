@@ -69,6 +69,21 @@ def test_label_and_noise_matter_and_eval_noise_is_fixed():
     assert not torch.allclose(d1, d2)  # training: fresh noise
 
 
+def test_without_noise_inputs_the_image_is_a_function_of_w_alone():
+    torch.manual_seed(0)
+    G = build_generator(small().model_copy(update={"noise_inputs": False}))
+    assert not any("noise" in k for k in G.state_dict())  # no strengths, no stored noise images
+    z, s = torch.randn(2, 16), torch.tensor([0, 1])
+    with torch.no_grad():
+        G.train()
+        a, b = G(z, s), G(z, s)
+        G.eval()
+        c = G(z, s)
+    assert torch.equal(a, b) and torch.allclose(a, c)  # training mode draws no noise either
+    with_noise = build_generator(small())
+    assert any("noise_strength" in k for k in with_noise.state_dict())
+
+
 def test_w_avg_tracks_each_styles_mean_and_truncation_uses_it():
     torch.manual_seed(0)
     G = build_generator(small())
