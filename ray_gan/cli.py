@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pack", type=int,
                    help="stylegan: images of one style D judges at once (PacGAN; default 2, 1 for small batches)")
     s.add_argument("--noise-inputs", dest="noise_inputs", action=argparse.BooleanOptionalAction, default=None,
-                   help="stylegan: per-pixel noise inputs in G (default on; off as in StyleGAN3)")
+                   help="stylegan: per-pixel noise inputs in G (default off, as in StyleGAN3)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     s.set_defaults(func=cmd_train)

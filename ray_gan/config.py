@@ -55,7 +55,8 @@ class ModelConfig(_Strict):
     w_dim: int = Field(256, ge=8, le=2048, description="stylegan: width of the intermediate latent space W.")
     mapping_layers: int = Field(4, ge=1, le=16, description="stylegan: depth of the mapping network.")
     noise_inputs: bool = Field(True, description="stylegan: per-pixel noise added after every synthesis "
-                               "convolution (StyleGAN); off, as in StyleGAN3, every detail comes from w.")
+                               "convolution (StyleGAN); off, as in StyleGAN3, every detail comes from w. "
+                               "On here for models stored before the option; new models: default_for (off).")
     pack: int = Field(1, ge=1, le=8, description="stylegan: discriminator packing (PacGAN, Lin et al. 2018): D "
                       "judges this many images of one style at once, stacked along channels, so a generator "
                       "that ignores its latent (identical images in a pack) is easy to tell from real data.")
@@ -80,8 +81,11 @@ class ModelConfig(_Strict):
             return cls(arch="vanilla", resolution=28, channels=1, z_dim=100, num_styles=num_styles,
                        conditional=num_styles > 1, embed_dim=num_styles)
         if arch == "stylegan":
+            # No noise inputs: at this size G used them to speckle its images (dotted strokes
+            # on glyphs) instead of drawing detail; docs/benchmarks.md, "Noise inputs".
             return cls(arch="stylegan", resolution=resolution, channels=3, z_dim=128, w_dim=128, mapping_layers=4,
-                       num_styles=num_styles, embed_dim=64, g_channels=16, d_channels=16, max_channels=256)
+                       num_styles=num_styles, embed_dim=64, g_channels=16, d_channels=16, max_channels=256,
+                       noise_inputs=False)
         return cls(arch="dcgan", resolution=resolution, channels=3, z_dim=128, num_styles=num_styles)
 
 
@@ -136,7 +140,7 @@ class TrainConfig(_Strict):
     pack: int | None = Field(None, ge=1, le=8, description="stylegan: images of one style D judges at once "
                              "(PacGAN); default 2, or 1 where a batch cannot hold two of every style. Set for a new "
                              "model: resume and fine-tune keep the base's.")
-    noise_inputs: bool | None = Field(None, description="stylegan: per-pixel noise inputs in G (default on); "
+    noise_inputs: bool | None = Field(None, description="stylegan: per-pixel noise inputs in G (default off); "
                                       "set for a new model: resume and fine-tune keep the base's.")
 
 

@@ -54,9 +54,9 @@ def model_config_for(cfg: TrainConfig, styles: list[str], resolution: int) -> Mo
 def default_pack(batch_size: int, num_styles: int) -> int:
     """stylegan's discriminator packing when the config leaves it unset: packs of 2 where a
     worker's batch can hold a pack of every style, else none. Packs of 4 un-collapsed
-    hanzi as well but cost emoji its style accuracy (0.77 → 0.41 at 600 s; likely because
-    the style head then judges four images at once, so one well-styled image carries a
-    pack) (docs/benchmarks.md, "What fixed it")."""
+    hanzi as well, with a better per-style FID, but not a better style accuracy over four
+    600 s runs (mean 0.44 vs 0.51 for packs of 2), and cost emoji its style accuracy in
+    its one run (0.77 → 0.41) (docs/benchmarks.md, "What fixed it")."""
     from ray_gan.models.stylegan import min_batch_for_packs
 
     return next(p for p in (2, 1) if batch_size >= min_batch_for_packs(p, num_styles))

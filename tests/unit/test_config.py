@@ -27,3 +27,19 @@ def test_vanilla_defaults_are_the_classic_mlp():
     c = ModelConfig.default_for("vanilla", num_styles=1, resolution=32)
     assert (c.z_dim, c.resolution, c.channels, c.conditional) == (100, 28, 1, False)
     assert ModelConfig.default_for("vanilla", num_styles=3, resolution=32).conditional
+
+
+def test_new_stylegan_models_have_no_noise_inputs_but_stored_ones_keep_theirs():
+    from ray_gan.models import build_generator
+    from ray_gan.train.trainer import model_config_for
+
+    new = ModelConfig.default_for("stylegan", num_styles=2, resolution=16)
+    assert not new.noise_inputs
+    stored = new.model_dump()
+    del stored["noise_inputs"]  # a model.json written before the option existed
+    old = ModelConfig.model_validate(stored)
+    assert old.noise_inputs and any("noise_strength" in k for k in build_generator(old).state_dict())
+    cfg = TrainConfig(dataset="d", out="o", arch="stylegan", noise_inputs=True)
+    assert model_config_for(cfg, ["a", "b"], 16).noise_inputs  # asked for explicitly
+    with pytest.raises(ValidationError, match="noise_inputs is a stylegan setting"):
+        ModelConfig(arch="dcgan", noise_inputs=False)
