@@ -111,11 +111,11 @@ def train_loop_per_worker(config: dict) -> None:
     step_at_log = step_at_ckpt = step
     imgs_per_step = cfg.batch_size * world
     stop = False
-    # Per-step (d_loss, g_loss, D's loss on training reals): one step's losses are noise,
-    # so the log line shows their mean since the last line and the history since the
-    # last checkpoint.
-    since_log: list[tuple[float, float]] = []
-    since_ckpt: list[tuple[float, float, float]] = []
+    # Sums of the per-step (d_loss, g_loss, D's loss on training reals) and their step
+    # counts: one step's losses are noise, so the log line shows their mean since the
+    # last line and the history since the last checkpoint.
+    log_sum, log_n = np.zeros(3), 0
+    ckpt_sum, ckpt_n = np.zeros(3), 0
     while step < cfg.steps and not stop:
         images, styles = next(batches)
         x_real, y = to_input(images), styles.to(device)
@@ -131,18 +131,19 @@ def train_loop_per_worker(config: dict) -> None:
             stats[:3] /= world
         d_val, g_val, d_real_val, stop_flag = stats.tolist()
         stop = stop_flag > 0
-        since_log.append((d_val, g_val))
-        since_ckpt.append((d_val, g_val, d_real_val))
+        log_sum += (d_val, g_val, d_real_val)
+        ckpt_sum += (d_val, g_val, d_real_val)
+        log_n, ckpt_n = log_n + 1, ckpt_n + 1
         if not (math.isfinite(d_val) and math.isfinite(g_val)) or max(abs(d_val), abs(g_val)) > cfg.max_loss:
             raise _diverged(step, cfg, history, f"d_loss={d_val:.4g} g_loss={g_val:.4g} (limit {cfg.max_loss})")
 
         if step % cfg.log_every == 0 or step == cfg.steps or stop:
             now = time.time()
             rate = (step - step_at_log) * imgs_per_step / max(now - t_log, 1e-9)
-            d_mean, g_mean = np.mean(since_log, axis=0)
+            d_mean, g_mean, _ = log_sum / log_n
             log(f"step {step}/{cfg.steps} | {rate:.1f} img/s | d_loss {d_mean:.4f} g_loss {g_mean:.4f} | "
                 f"{_time_left(cfg, step, imgs_per_step / max(rate, 1e-9), now - t_start)}")
-            t_log, step_at_log, since_log = now, step, []
+            t_log, step_at_log, log_sum, log_n = now, step, np.zeros(3), 0
 
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
             if rank == 0:  # G_ema's BatchNorm statistics for its own weights (what is saved and scored)
@@ -150,10 +151,10 @@ def train_loop_per_worker(config: dict) -> None:
             val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
             _check_finite(step, cfg, G, D, distributed, device, history)
             rate = (step - step_at_ckpt) * imgs_per_step / max(time.time() - t_ckpt, 1e-9)
-            d_mean, g_mean, d_real_mean = (float(v) for v in np.mean(since_ckpt, axis=0))
+            d_mean, g_mean, d_real_mean = (float(v) for v in ckpt_sum / ckpt_n)
             entry = {"step": step, "d_loss": d_mean, "g_loss": g_mean, "images_per_s": round(rate, 2),
                      "d_train_real_loss": d_real_mean, **val}
-            since_ckpt = []
+            ckpt_sum, ckpt_n = np.zeros(3), 0
             history.append(entry)
             _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, history, distributed, device)
             if val.get("d_val_real_loss") is not None:
