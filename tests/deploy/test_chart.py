@@ -559,7 +559,7 @@ BAD_VALUES = {
     "credential in values": ["--set", "s3.credentialsSecret.secretAccessKey=abc"],
     "wrong type (int)": ["--set", "rayService.serve.maxBatchSize=many"],
     "wrong type (bool)": ["--set-string", "train.enabled=yes"],
-    "wrong enum": ["--set", "train.arch=stylegan"],
+    "wrong enum": ["--set", "train.arch=biggan"],
     "bad job id": ["--set", "batch.spec.job_id=Not_A_DNS_Label"],
     "bad image format": ["--set", "batch.spec.image_format=gif"],
     "rayStartParams must be strings": ["--set", "head.rayStartParams.num-cpus=0"],
@@ -596,6 +596,16 @@ def test_schema_forbids_unknown_keys_everywhere():
     walk(schema, "#")
     # The values file itself validates against the schema (helm does too, but say it here).
     jsonschema.Draft7Validator(schema).validate(yaml.safe_load((CHART / "values.yaml").read_text()))
+
+
+def test_schema_offers_every_architecture():
+    # The chart's train job can run every architecture `ray-gan train --arch` accepts.
+    import typing
+
+    from ray_gan.config import Arch
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["train"]["properties"]["arch"]["enum"] == list(typing.get_args(Arch))
 
 
 @pytest.mark.deploy
