@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a GAN on a prepared dataset with Ray Train")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="model URI")
-    s.add_argument("--arch", choices=["stylegan", "dcgan", "vanilla"], default="dcgan")
+    s.add_argument("--arch", choices=["stylegan", "dcgan", "vanilla"], default="stylegan")
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=0.0)
     s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=1.0)

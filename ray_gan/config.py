@@ -94,7 +94,8 @@ class TrainConfig(_Strict):
 
     dataset: str
     out: str
-    arch: Arch = "dcgan"
+    arch: Arch = Field("stylegan", description="stylegan (the default: docs/benchmarks.md, quality rows), dcgan, "
+                       "or vanilla (the classic MLP GAN).")
     workers: int = Field(2, ge=1)
     gpus_per_worker: float = Field(0.0, ge=0.0)
     cpus_per_worker: float = Field(1.0, gt=0.0)

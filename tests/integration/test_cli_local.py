@@ -37,6 +37,7 @@ def test_cli_demo_data_prepare_train_generate_batch(tmp_path, ray_cluster):
           "--checkpoint-every", "3", "--g-channels", "8", "--d-channels", "8"], env, tmp_path)
     model = json.loads((tmp_path / "model" / "model.json").read_text())
     assert model["step"] == 3 and model["model_config"]["resolution"] == 16
+    assert model["model_config"]["arch"] == "stylegan"  # the default architecture
     assert (tmp_path / "model" / "samples" / "step-00000003.png").exists()
 
     # Vanilla: the classic MLP on the same data (28×28 grayscale).

@@ -42,8 +42,8 @@ def s3_dataset(ray_cluster, bucket, emoji_slice_on_s3) -> dict:
 @pytest.fixture(scope="module")
 def s3_model(s3_dataset, bucket) -> str:
     out = f"s3://{bucket}/models/emoji-dcgan"
-    train(TrainConfig(dataset=s3_dataset["uri"], out=out, workers=2, steps=4, batch_size=8, checkpoint_every=2,
-                      log_every=1, g_channels=8, d_channels=8))
+    train(TrainConfig(dataset=s3_dataset["uri"], out=out, arch="dcgan", workers=2, steps=4, batch_size=8,
+                      checkpoint_every=2, log_every=1, g_channels=8, d_channels=8))
     return out
 
 
@@ -94,7 +94,7 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
     assert storage.exists(storage.join(s3_model, "samples", "step-00000004.png"))
 
     with pytest.raises(TrainError, match="--resume"):
-        train(TrainConfig(dataset=s3_dataset["uri"], out=s3_model, workers=2, steps=6, batch_size=8))
+        train(TrainConfig(dataset=s3_dataset["uri"], out=s3_model, arch="dcgan", workers=2, steps=6, batch_size=8))
     # a setting the arch cannot take is refused by the driver, before any Ray work
     with pytest.raises(TrainError, match="style_loss needs a conditional stylegan"):
         train(TrainConfig(dataset=s3_dataset["uri"], out=f"{s3_model}-bad", arch="dcgan", style_loss=1.0,
@@ -104,8 +104,8 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
     # Copy the run so far, then continue it to step 6.
     for e in storage.list_files(s3_model):
         storage.write_bytes(storage.join(resumed, e.key), storage.read_bytes(storage.join(s3_model, e.key)))
-    train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, workers=2, steps=6, batch_size=8, checkpoint_every=2,
-                      g_channels=8, d_channels=8, resume=True))
+    train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, arch="dcgan", workers=2, steps=6, batch_size=8,
+                      checkpoint_every=2, g_channels=8, d_channels=8, resume=True))
     after = read_model_info(resumed)
     assert after.step == 6
     assert [h["step"] for h in after.raw["history"]] == [2, 4, 6]
@@ -115,7 +115,7 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
     # A loss over the divergence limit stops the run with a clear message; the last
     # good checkpoint stays the model.
     with pytest.raises(TrainError, match=r"diverged at step 7.*last good checkpoint \(step 6\)"):
-        train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, workers=2, steps=10, batch_size=8,
+        train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, arch="dcgan", workers=2, steps=10, batch_size=8,
                           checkpoint_every=2, max_loss=1e-3, resume=True))
     kept = read_model_info(resumed)
     assert kept.step == 6 and kept.weights_sha256 == after.weights_sha256

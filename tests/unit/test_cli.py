@@ -12,6 +12,11 @@ def test_train_flags_parse():
     a = build_parser().parse_args(["train", "ds", "--out", "m", "--workers", "3", "--arch", "vanilla", "--steps", "9",
                                    "--gpus-per-worker", "0.5", "--resume"])
     assert (a.workers, a.arch, a.steps, a.gpus_per_worker, a.resume) == (3, "vanilla", 9, 0.5, True)
+    # the default architecture is the library's (stylegan since it won docs/benchmarks.md's quality rows)
+    from ray_gan.config import TrainConfig
+
+    default = build_parser().parse_args(["train", "ds", "--out", "m"]).arch
+    assert default == TrainConfig(dataset="ds", out="m").arch == "stylegan"
 
 
 def test_missing_model_is_a_clean_error(tmp_path, capsys):
