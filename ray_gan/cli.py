@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from typing import Sequence
 
 from pydantic import ValidationError
+
+from ray_gan.config import TrainConfig
 
 
 def _styles(value: str) -> list[str]:
@@ -37,7 +40,6 @@ def cmd_prepare(a: argparse.Namespace) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from ray_gan.config import TrainConfig
     from ray_gan.train.trainer import train
 
     fields = {k: v for k, v in vars(a).items() if k in TrainConfig.model_fields and v is not None}
@@ -196,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a GAN on a prepared dataset with Ray Train")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="model URI")
-    s.add_argument("--arch", choices=["stylegan", "dcgan", "vanilla"], default="stylegan")
+    arch = TrainConfig.model_fields["arch"]  # choices and default from the one place that defines them
+    s.add_argument("--arch", choices=list(typing.get_args(arch.annotation)), default=arch.default)
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=0.0)
     s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=1.0)
