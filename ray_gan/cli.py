@@ -116,7 +116,8 @@ def cmd_project(a: argparse.Namespace) -> None:
 
     r = Renderer(a.model, a.device)
     target = load_target(storage.read_bytes(a.image), r.info.config.resolution)
-    p = project(r, target, style=a.style, steps=a.steps, restarts=a.restarts, seed=a.seed)
+    p = project(r, target, style=a.style, steps=a.steps, restarts=a.restarts, seed=a.seed,
+                refine_steps=a.refine_steps)
     uris = write_projection(p, target, a.out)
     print(f"project: style {p.style}, PSNR {p.psnr_db:.1f} dB; every style → {uris['styles']}")
 
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style", help="the image's style (default: inferred: the best-fitting style)")
     s.add_argument("--steps", type=int, default=300)
     s.add_argument("--restarts", type=int, default=8)
+    s.add_argument("--refine-steps", type=int, default=100,
+                   help="stylegan: then refine the fit in W for this many steps (0 = z only)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.add_argument("--out", required=True)

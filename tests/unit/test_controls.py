@@ -201,6 +201,21 @@ def test_projection_recovers_a_generated_image_and_its_style(tiny_stylegan):
     assert np.array_equal(p.restyled["beta"], p.reconstruction)
 
 
+def test_projection_refines_in_w_where_z_falls_short(tiny_stylegan):
+    from ray_gan.generate.project import project
+
+    r = Renderer(tiny_stylegan, "cpu")
+    a, b = r.render([1, 1], [42, 7])
+    target = ((a.astype(np.float64) + b) / 2).round().astype(np.uint8)  # no single latent draws this
+    z_only = project(r, target, style="beta", steps=60, restarts=2, seed=0, refine_steps=0)
+    refined = project(r, target, style="beta", steps=60, restarts=2, seed=0, refine_steps=80)
+    assert z_only.w_offset is None and z_only.z == refined.z  # the same z search
+    assert refined.w_offset is not None and refined.mse < 0.9 * z_only.mse
+    assert np.array_equal(refined.restyled["beta"], refined.reconstruction)
+    # every style gets the same offset: the other styles change too
+    assert not np.array_equal(refined.restyled["alpha"], z_only.restyled["alpha"])
+
+
 @pytest.mark.parametrize("fixture", ["tiny_stylegan", "tiny_model"])
 def test_onnx_export_matches_torch(fixture, request, tmp_path):
     ort = pytest.importorskip("onnxruntime")
