@@ -70,8 +70,7 @@ def project(renderer: Renderer, target: np.ndarray, style: str | None = None, st
     G.requires_grad_(False)
     x_half = F.avg_pool2d(x, 2)
     for i in range(steps):
-        for group in opt.param_groups:  # cosine decay: big moves first, fine fit last
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * i / steps))
+        _cosine_lr(opt, lr, i, steps)
         err = _errors(G(z, s), x, x_half)
         prior = (z.square().mean(dim=1) - 1).square()
         opt.zero_grad(set_to_none=True)
@@ -93,8 +92,9 @@ def project(renderer: Renderer, target: np.ndarray, style: str | None = None, st
             ws = G.mapping(z_best[None].expand(len(everyone), -1).to(device),
                            torch.tensor(everyone, device=device)) + d
         refined = renderer.synthesize(ws)
-        if _mse(refined[style_idx], target) < mse:
-            images, mse, offset = refined, _mse(refined[style_idx], target), d[0].cpu().tolist()
+        refined_mse = _mse(refined[style_idx], target)
+        if refined_mse < mse:
+            images, mse, offset = refined, refined_mse, d[0].cpu().tolist()
     recon = images[style_idx]
     return Projection(
         style=info.styles[style_idx], z=z_best.tolist(), w_offset=offset, mse=mse,
@@ -116,14 +116,19 @@ def _refine_in_w(G, z: torch.Tensor, style: int, x: torch.Tensor, x_half: torch.
     u = torch.zeros_like(w0, requires_grad=True)  # the offset in units of sigma
     opt = torch.optim.Adam([u], lr=lr)
     for i in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * i / steps))
+        _cosine_lr(opt, lr, i, steps)
         w = w0 + sigma * u
         err = _errors(G.synthesis(w[:, None].expand(-1, G.num_ws, -1), noise="const"), x, x_half)
         opt.zero_grad(set_to_none=True)
         (err + 1e-3 * u.square().mean()).sum().backward()
         opt.step()
     return (sigma * u).detach()
+
+
+def _cosine_lr(opt: torch.optim.Optimizer, lr: float, i: int, steps: int) -> None:
+    """Cosine decay from ``lr`` to 0: big moves first, fine fit last."""
+    for group in opt.param_groups:
+        group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * i / steps))
 
 
 def _mse(image: np.ndarray, target: np.ndarray) -> float:
