@@ -127,7 +127,8 @@ def cmd_finetune(a: argparse.Namespace) -> None:
 
     fields = {k: v for k, v in vars(a).items()
               if k in ("steps", "batch_size", "workers", "lr_g", "lr_d", "augment", "time_budget_s", "seed",
-                       "gpus_per_worker", "cpus_per_worker", "resume", "checkpoint_every") and v is not None}
+                       "gpus_per_worker", "cpus_per_worker", "resume", "checkpoint_every", "freeze_d")
+              and v is not None}
     finetune(a.base, a.data, a.out, **fields)
 
 
@@ -294,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr-d", dest="lr_d", type=float)
     s.add_argument("--augment", choices=["none", "diffaugment"])
     s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    s.add_argument("--freeze-d", dest="freeze_d", type=int, metavar="N",
+                   help="FreezeD: hold the base discriminator's first N input-side layers (default 0: none)")
     s.add_argument("--time-budget", dest="time_budget_s", type=float)
     s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float)
     s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float)

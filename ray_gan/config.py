@@ -136,6 +136,9 @@ class TrainConfig(_Strict):
     resume: bool = False
     init_from: str | None = Field(None, description="Fine-tune: start from this trained model's weights "
                                   "(its architecture and size; style rows matched by name).")
+    freeze_d: int = Field(0, ge=0, description="Fine-tune (FreezeD, Mo et al. 2020): hold D's first N layers "
+                          "on the input side (stylegan: from-RGB, then one residual block per resolution from the "
+                          "top) at the base's weights; only the layers above them, and the heads, adapt.")
     g_channels: int | None = Field(None, ge=4)
     d_channels: int | None = Field(None, ge=4)
     pack: int | None = Field(None, ge=1, le=8, description="stylegan: images of one style D judges at once "
@@ -143,6 +146,13 @@ class TrainConfig(_Strict):
                              "model: resume and fine-tune keep the base's.")
     noise_inputs: bool | None = Field(None, description="stylegan: per-pixel noise inputs in G (default off); "
                                       "set for a new model: resume and fine-tune keep the base's.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.freeze_d and not self.init_from:
+            raise ValueError("freeze_d holds a base model's discriminator layers: it is for fine-tuning "
+                             "(ray-gan finetune), which sets init_from")
+        return self
 
 
 class MixSpec(_Strict):

@@ -94,6 +94,10 @@ class DCGANDiscriminator(nn.Module):
         self.embed = spectral_norm(nn.Embedding(cfg.num_styles, feat_dim)) if cfg.conditional else None
         _init_weights(self)
 
+    def input_layers(self) -> list[nn.Module]:
+        """The strided convolutions, from the input side (what ``freeze_d`` holds)."""
+        return [m for m in self.features if isinstance(m, nn.Conv2d)]
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         phi = self.mbstd(self.features(x)).flatten(1)
         out = self.head(phi).squeeze(1)

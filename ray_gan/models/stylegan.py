@@ -331,6 +331,11 @@ class StyleGANDiscriminator(nn.Module):
         self.classify = EqualLinear(ch[4], cfg.num_styles) if cfg.conditional else None
         self.feat_dim = ch[4]
 
+    def input_layers(self) -> list[nn.Module]:
+        """The layers on the input side, in order (what fine-tuning with ``freeze_d`` holds):
+        from-RGB, then the residual blocks from the highest resolution down."""
+        return [self.from_rgb, *self.blocks]
+
     def forward(self, x: torch.Tensor, style: torch.Tensor, classes: bool = False):
         """Real/fake logits (N / pack,); with ``classes``, also style logits (N / pack, num_styles)."""
         if self.pack > 1:

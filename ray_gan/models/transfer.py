@@ -83,4 +83,19 @@ def init_from_base(G: nn.Module, D: nn.Module, init: dict, styles: list[str]) ->
             "discriminator": transfer_state(D, st_load(storage.read_bytes(d_uri)), base_styles, styles)}
 
 
-__all__ = ["transfer_state", "init_from_base", "is_style_table"]
+def freeze_input_layers(D: nn.Module, n: int) -> int:
+    """FreezeD (Mo et al. 2020, "Freeze the Discriminator"): hold the first ``n`` of D's
+    input-side layers (``D.input_layers()``) at their current weights, so fine-tuning on a
+    few hundred images adapts only the layers above them and the heads. Returns the number
+    of parameter tensors frozen; a clear error when D has fewer such layers."""
+    layers = D.input_layers()
+    if n > len(layers):
+        raise ValueError(f"freeze_d {n}: this discriminator has {len(layers)} input-side layers to freeze "
+                         f"(its heads always train)")
+    frozen = [p for layer in layers[:n] for p in layer.parameters()]
+    for p in frozen:
+        p.requires_grad_(False)
+    return len(frozen)
+
+
+__all__ = ["transfer_state", "init_from_base", "is_style_table", "freeze_input_layers"]

@@ -74,6 +74,10 @@ class VanillaDiscriminator(nn.Module):
             nn.Linear(256, 1),
         )
 
+    def input_layers(self) -> list[nn.Module]:
+        """The hidden linear layers, from the input side (what ``freeze_d`` holds)."""
+        return [m for m in self.net if isinstance(m, nn.Linear)][:-1]
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1)
         if self.embed is not None:

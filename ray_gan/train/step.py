@@ -48,6 +48,7 @@ from torch import nn
 
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.models.stylegan import min_batch_for_packs, same_style_packs
+from ray_gan.models.transfer import freeze_input_layers
 from ray_gan.train.augment import diff_augment
 
 # Defaults per architecture (optimisers: DCGAN paper; StyleGAN2 paper), used where the
@@ -95,7 +96,10 @@ class GANStep:
         lazy = self.hp["r1_gamma"] > 0 and cfg.r1_every > 1
         c = cfg.r1_every / (cfg.r1_every + 1) if lazy else 1.0
         self.opt_g = torch.optim.Adam(G.parameters(), lr=self.hp["lr_g"], betas=(self.hp["beta1"], self.hp["beta2"]))
-        self.opt_d = torch.optim.Adam(D.parameters(), lr=self.hp["lr_d"] * c,
+        if cfg.freeze_d:  # fine-tuning with FreezeD: the held layers get no gradients and no optimiser state
+            freeze_input_layers(D, cfg.freeze_d)
+        self._d_trainable = [p for p in D.parameters() if p.requires_grad]
+        self.opt_d = torch.optim.Adam(self._d_trainable, lr=self.hp["lr_d"] * c,
                                       betas=(self.hp["beta1"] ** c, self.hp["beta2"] ** c))
         self.styled = hasattr(G, "mapping")
         self.style_loss = self.hp["style_loss"]
@@ -242,7 +246,8 @@ class GANStep:
         self.opt_d.step()
 
         # G: fool the updated D.
-        D.requires_grad_(False)
+        for p in self._d_trainable:
+            p.requires_grad_(False)
         with self._autocast():
             fake_logits, fake_classes = self._score(self._d(), self._augment(x_fake), y)
             g_loss = g_total = self._g_loss(fake_logits)
@@ -252,7 +257,8 @@ class GANStep:
         g_total.backward()
         self._average_gradients(G)
         self.opt_g.step()
-        D.requires_grad_(True)
+        for p in self._d_trainable:
+            p.requires_grad_(True)
 
         self.update_ema(index)
         return torch.stack([d_loss.detach(), g_loss.detach(), d_real_loss.detach()])

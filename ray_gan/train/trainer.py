@@ -97,6 +97,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             return TrainResult(out, existing, storage.join(out, prev.raw["sample_grid"]))
         resume_step = existing
         init_from = prev.raw.get("init_from")
+        held = prev.raw.get("train_config", {}).get("freeze_d", 0)
+        if held != cfg.freeze_d:  # the saved optimiser state covers exactly the layers that trained
+            log(f"train: resuming with FreezeD {held}, as this model was started (its saved optimiser state "
+                "covers exactly the layers that train)")
+            # (a fine-tuned model resumed by `ray-gan train --resume` keeps its base as init_from)
+            cfg = cfg.model_copy(update={"freeze_d": held, "init_from": cfg.init_from or (init_from or {}).get("model")})
     else:
         if cfg.resume:
             log(f"train: no checkpoint in {out} yet; starting from scratch")
@@ -125,6 +131,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             f"({cfg.workers} workers × batch {cfg.batch_size}); lower --batch-size or --workers"
         )
 
+    if cfg.freeze_d:
+        from ray_gan.models import build_discriminator
+
+        depth = len(build_discriminator(mcfg).input_layers())
+        if cfg.freeze_d > depth:
+            raise TrainError(f"--freeze-d {cfg.freeze_d}: the base's discriminator has {depth} input-side layers "
+                             f"to hold (from-RGB and one per resolution); choose 1 to {depth}")
     from ray_gan.train.step import resolve_hyperparameters
 
     try:  # the settings every worker will resolve: refuse a bad combination before Ray starts

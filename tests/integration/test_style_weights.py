@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load as st_load
 
 from ray_gan import storage
 from ray_gan.batch.job import BatchError, read_manifest, run_batch
@@ -59,8 +60,14 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base):
     root = base["root"]
     data = _dataset(root / "b", {"gradient", "flat"})
     out = str(root / "child")
-    finetune(base["model"], data, out, steps=2, checkpoint_every=2, workers=2, batch_size=8)
+    finetune(base["model"], data, out, steps=2, checkpoint_every=2, workers=2, batch_size=8, freeze_d=1)
     info = read_model_info(out)
+    # FreezeD: D's from-RGB layer is the base's, bit for bit; the layers above it adapted
+    d_child = st_load(storage.read_bytes(storage.join(info.checkpoint, "discriminator.safetensors")))
+    d_base = st_load(storage.read_bytes(storage.join(read_model_info(base["model"]).checkpoint,
+                                                     "discriminator.safetensors")))
+    assert torch.equal(d_child["from_rgb.weight"], d_base["from_rgb.weight"])
+    assert not torch.equal(d_child["fc.weight"], d_base["fc.weight"])
     assert info.styles == ["flat", "gradient"]
     assert info.raw["init_from"]["model"] == read_model_info(base["model"]).uri
     assert info.raw["train_config"]["augment"] == "diffaugment"

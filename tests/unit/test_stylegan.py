@@ -158,6 +158,33 @@ def test_lazy_r1_runs_every_n_steps_and_changes_d(monkeypatch):
     assert not all(torch.equal(a, b) for a, b in zip(d_after(0.0), d_after(50.0)))
 
 
+@pytest.mark.parametrize("arch", ["stylegan", "dcgan"])
+def test_freeze_d_holds_the_input_side_layers_and_trains_the_rest(arch):
+    st = _stepper(arch, freeze_d=2, init_from="base-model", r1_gamma=1.0, r1_every=2, mixing_prob=0.0)
+    held = [p for layer in st.D.input_layers()[:2] for p in layer.parameters()]
+    held_ids = {id(p) for p in held}
+    rest = [p for p in st.D.parameters() if id(p) not in held_ids]
+    before_held, before_rest = [p.clone() for p in held], [p.clone() for p in rest]
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 3
+    for i in range(4):  # R1 steps (0, 2) differentiate through the held layers to the input
+        assert torch.isfinite(st.step(x, y, i)).all()
+    assert all(torch.equal(a, b) for a, b in zip(before_held, held))
+    assert any(not torch.equal(a, b) for a, b in zip(before_rest, rest))
+    # the held layers stay held across steps (G's step toggles only the trainable ones), and
+    # the optimiser holds no state for them
+    assert not any(p.requires_grad for p in held) and all(p.requires_grad for p in rest)
+    assert {id(p) for p in st.opt_d.param_groups[0]["params"]} == {id(p) for p in rest}
+
+
+def test_freeze_d_is_for_fine_tuning_and_within_the_discriminators_depth():
+    with pytest.raises(ValueError, match="for fine-tuning"):
+        TrainConfig(dataset="d", out="o", freeze_d=1)
+    depth = len(build_discriminator(small()).input_layers())
+    assert depth == 3  # from-RGB and the 16 → 8 and 8 → 4 blocks
+    with pytest.raises(ValueError, match="has 3 input-side layers"):
+        _stepper(freeze_d=4, init_from="base-model")
+
+
 def test_hyperparameter_defaults_per_arch():
     hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan", batch_size=32), small(32), 2)
     assert hp["beta1"] == 0.0 and hp["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 64)
