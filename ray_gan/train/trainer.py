@@ -131,13 +131,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             f"({cfg.workers} workers × batch {cfg.batch_size}); lower --batch-size or --workers"
         )
 
-    if cfg.freeze_d:
+    if cfg.freeze_d:  # refuse a depth D does not have before Ray starts
         from ray_gan.models import build_discriminator
+        from ray_gan.models.transfer import freeze_input_layers
 
-        depth = len(build_discriminator(mcfg).input_layers())
-        if cfg.freeze_d > depth:
-            raise TrainError(f"--freeze-d {cfg.freeze_d}: the base's discriminator has {depth} input-side layers "
-                             f"to hold (from-RGB and one per resolution); choose 1 to {depth}")
+        try:
+            freeze_input_layers(build_discriminator(mcfg), cfg.freeze_d)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
+
     from ray_gan.train.step import resolve_hyperparameters
 
     try:  # the settings every worker will resolve: refuse a bad combination before Ray starts

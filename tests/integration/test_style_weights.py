@@ -21,7 +21,7 @@ from ray_gan.data.prepare import prepare
 from ray_gan.generate.directions import compute_directions, save_directions
 from ray_gan.generate.render import Renderer
 from ray_gan.models import build_generator
-from ray_gan.train.trainer import finetune, train
+from ray_gan.train.trainer import TrainError, finetune, train
 from ray_gan.tune.blend import blend_models
 
 pytestmark = pytest.mark.integration
@@ -68,6 +68,9 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base):
                                                      "discriminator.safetensors")))
     assert torch.equal(d_child["from_rgb.weight"], d_base["from_rgb.weight"])
     assert not torch.equal(d_child["fc.weight"], d_base["fc.weight"])
+    # a depth the base's D does not have is refused before any training
+    with pytest.raises(TrainError, match="has 3 input-side layers"):
+        finetune(base["model"], data, str(root / "too-deep"), steps=2, workers=2, batch_size=8, freeze_d=4)
     assert info.styles == ["flat", "gradient"]
     assert info.raw["init_from"]["model"] == read_model_info(base["model"]).uri
     assert info.raw["train_config"]["augment"] == "diffaugment"
