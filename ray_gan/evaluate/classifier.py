@@ -80,6 +80,7 @@ class Accuracy:
     overall: float | None
     per_style: list[float | None]  # None where a style has no images
     counts: list[int]
+    confusion: list[list[int]]  # [target style][predicted style] → number of images
 
 
 def accuracy(predicted: np.ndarray, target: np.ndarray, num_styles: int) -> Accuracy:
@@ -87,7 +88,9 @@ def accuracy(predicted: np.ndarray, target: np.ndarray, num_styles: int) -> Accu
     hit = predicted == target
     counts = [int((target == s).sum()) for s in range(num_styles)]
     per_style = [float(hit[target == s].mean()) if counts[s] else None for s in range(num_styles)]
-    return Accuracy(float(hit.mean()) if len(hit) else None, per_style, counts)
+    confusion = np.zeros((num_styles, num_styles), np.int64)
+    np.add.at(confusion, (target, predicted), 1)
+    return Accuracy(float(hit.mean()) if len(hit) else None, per_style, counts, confusion.tolist())
 
 
 @dataclass(frozen=True)

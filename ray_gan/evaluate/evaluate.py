@@ -213,6 +213,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
             diversity_real=div_r, diversity_generated=div_g,
             diversity_ratio=div_g / div_r if div_r and div_g is not None else None,
             style_accuracy=gen_acc.per_style[k],
+            classified_as={name: c / max(1, gen_acc.counts[k]) for name, c in zip(info.styles, gen_acc.confusion[k])},
             classifier_val_accuracy=fitted.val.per_style[k] if fitted.val is not None else None,
             near_copy_share=float(pixel.near_copy[g_mask].mean()),
         ))

@@ -11,7 +11,7 @@ import base64
 import html
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -46,8 +46,16 @@ class StyleResult(_Model):
     diversity_generated: float | None
     diversity_ratio: float | None  # generated / real (≈ 1 good; ≪ 1 mode collapse)
     style_accuracy: float | None  # share of this style's generated images classified as this style
+    # share of this style's generated images the classifier assigns to each of the model's styles (a row of the
+    # confusion matrix: where the misses go); empty in reports written before it was added
+    classified_as: dict[str, float] = Field(default_factory=dict)
     classifier_val_accuracy: float | None  # the classifier on real val images of this style
     near_copy_share: float  # pixel-space memorisation audit, this style's generated images
+
+    def mistaken_for(self) -> tuple[str, float] | None:
+        """The other style this style's generated images are most often classified as, and its share."""
+        others = [(share, name) for name, share in self.classified_as.items() if name != self.style and share > 0]
+        return (max(others)[1], max(others)[0]) if others else None
 
 
 class ClassifierResult(_Model):
@@ -170,10 +178,14 @@ class EvalReport(_Model):
             f"{f(self.classifier.val_accuracy, '.3f')})",
             f"  near-copies         {m.near_copy_share:.1%} ({m.near_copy_count} of {self.n_generated}; "
             f"expected ≈ {m.expected_share:.0%}) — memorisation {'FLAGGED' if m.flagged else 'not flagged'}",
-            f"  {'style':<16} {'n':>6} {'FID':>10} {'div. ratio':>10} {'style acc':>10} {'near-copy':>10}",
+            f"  {'style':<16} {'n':>6} {'FID':>10} {'div. ratio':>10} {'style acc':>10} {'near-copy':>10}  "
+            "mostly mistaken for",
         ]
-        lines += [f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>10} {f(s.diversity_ratio, '.3f'):>10} "
-                  f"{f(s.style_accuracy, '.3f'):>10} {s.near_copy_share:>10.1%}" for s in self.per_style]
+        for s in self.per_style:
+            miss = s.mistaken_for()
+            lines.append(f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>10} {f(s.diversity_ratio, '.3f'):>10} "
+                         f"{f(s.style_accuracy, '.3f'):>10} {s.near_copy_share:>10.1%}  "
+                         + (f"{miss[0]} ({miss[1]:.0%})" if miss else "–"))
         return "\n".join(lines)
 
     def deterministic_dump(self) -> dict[str, Any]:
@@ -232,6 +244,10 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
          "near-copy share"],
         [[s.style, s.n_real, s.fid, s.diversity_real, s.diversity_generated, s.diversity_ratio, s.style_accuracy,
           s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
+    names = list(r.per_style[0].classified_as) if r.per_style else []  # the model's styles
+    confusion = _table(["requested \\ classified as", *names],
+                       [[s.style, *(s.classified_as.get(n) for n in names)] for s in r.per_style]) \
+        if names else "<p>–</p>"
     audits = _table(
         ["space", "measure", "threshold (all styles)", "near copies", "share", "flagged", "gen→train median",
          "val→train median", "gen→nearest train median distance", "val→nearest train median distance"],
@@ -258,6 +274,10 @@ truncation {_fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.e
 <p class="note">Style classifier: {r.classifier.train_images} training images, {r.classifier.steps} steps
 ({r.classifier.epochs:.3g} epochs),
 real-val accuracy {_fmt(r.classifier.val_accuracy)} on {r.classifier.val_images} images.</p>
+<h3>Style confusion</h3>{confusion}
+<p class="note">Share of each requested style's generated images that the classifier assigns to each style
+(rows sum to 1; the diagonal is the style accuracy). Off-diagonal mass shows which styles the generator
+draws alike.</p>
 <h2>Memorisation audit</h2>{audits}
 <p class="note">Measure: {html.escape(m.pixel.measure)} — relative = distance to the nearest training image
 over the mean distance to the k nearest (a copy is far closer to its source than to anything else: near 0; a

@@ -160,6 +160,7 @@ def test_style_classifier_learns_the_styles_and_is_seeded(tiny_dataset):
     assert np.array_equal(fit.classifier.predict(val.images), again.classifier.predict(val.images))
     acc = accuracy(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 4)
     assert acc.overall == 0.75 and acc.per_style == [1.0, 1.0, 0.5, None] and acc.counts == [1, 1, 2, 0]
+    assert acc.confusion == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
 
 
 # ---- end to end -----------------------------------------------------------------------
@@ -231,6 +232,34 @@ def test_evaluate_flags_a_generator_that_replays_training_images(tiny_model, tin
     assert copier.fid < honest.fid and copier.kid.mean < honest.kid.mean
     assert copier.precision > honest.precision and copier.coverage > honest.coverage
     assert copier.style_accuracy >= 0.9
+    for s in copier.per_style:  # each row of the confusion sums to 1, its diagonal is the style accuracy
+        assert list(s.classified_as) == ["alpha", "beta", "gamma"]
+        assert sum(s.classified_as.values()) == pytest.approx(1.0)
+        assert s.classified_as[s.style] == pytest.approx(s.style_accuracy)
+
+
+class OneStyleSource(ReplaySource):
+    """Draws every requested style as training images of style 0 (``alpha``)."""
+
+    def render(self, styles, seeds, truncation=1.0):
+        return super().render([0] * len(styles), seeds, truncation)
+
+
+def test_the_style_confusion_shows_which_style_a_generator_draws_instead(tiny_model, tiny_dataset):
+    train = read_split(read_dataset_info(tiny_dataset), "train", {0: 0, 1: 1, 2: 2}, resolution=16)
+    cfg = EvalConfig(model=tiny_model, data=tiny_dataset, n_per_style=10,
+                     **{k: v for k, v in FAST.items() if k != "log"})
+    report = run_evaluation(cfg, log=FAST["log"], renderer=OneStyleSource(Renderer(tiny_model, "cpu").info, train))
+    alpha, beta, gamma = report.per_style
+    assert alpha.style_accuracy >= 0.9
+    for s in (beta, gamma):  # drawn as alpha: classified as alpha, and the report says so
+        assert s.style_accuracy <= 0.1 and s.classified_as["alpha"] >= 0.9
+        assert s.mistaken_for()[0] == "alpha"
+    table = report.summary_table()
+    assert any(line.lstrip().startswith("beta") and line.rstrip().endswith(f"alpha ({beta.classified_as['alpha']:.0%})")
+               for line in table.splitlines())
+    html = storage.read_bytes(report.files["report_html"]).decode()
+    assert "Style confusion" in html and "requested \\ classified as" in html
 
 
 def test_evaluate_refuses_a_dataset_without_the_model_styles(tiny_model, tmp_path):
