@@ -7,6 +7,7 @@ validation split (every metric of the report).
     python bench/quality.py --budget 240 --reevaluate   # same models, current evaluation code
     python bench/quality.py --budget 600 --datasets hanzi --runs 3   # three independent runs per row
     python bench/quality.py --budget 600 --models stylegan --set pack=4 --tag pack4 --runs 3   # rows "stylegan-pack4"
+    python bench/quality.py --budget 600 --models stylegan --set model.embed_dim=128 --tag e128   # a ModelConfig field
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -60,19 +61,33 @@ def prepared(name: str, work: Path) -> str:
     return str(dst)
 
 
+MODEL_PREFIX = "model."  # --set model.FIELD=VALUE: a ModelConfig field of a new model
+
+
 def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu",
                overrides: dict | None = None) -> dict:
     from ray_gan import checkpoint as ckpt
-    from ray_gan.config import TrainConfig
-    from ray_gan.train.trainer import train
+    from ray_gan.config import ModelConfig, TrainConfig
+    from ray_gan.train import trainer
 
+    overrides = dict(overrides or {})
+    model_fields = {k.removeprefix(MODEL_PREFIX): overrides.pop(k) for k in list(overrides)
+                    if k.startswith(MODEL_PREFIX)}
     if not (out / "model.json").exists():
         # CPU: the CLI's defaults (2 workers × 32). CUDA: one worker on one GPU, batch 64
         # (the reference's batch).
         on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
-        train(TrainConfig(dataset=data, out=str(out), arch=arch, steps=10**8, time_budget_s=budget,
-                          checkpoint_every=10**8, log_every=200, seed=seed,
-                          **on_gpu, **(overrides or {})))
+        cfg = TrainConfig(dataset=data, out=str(out), arch=arch, steps=10**8, time_budget_s=budget,
+                          checkpoint_every=10**8, log_every=200, seed=seed, **on_gpu, **overrides)
+        default_model = trainer.model_config_for
+        if model_fields:  # the driver builds the model config (workers get it from there): swap the
+            # builder for this run only, so a bench variant needs no change to ray_gan
+            trainer.model_config_for = lambda *args: ModelConfig.model_validate(
+                {**default_model(*args).model_dump(), **model_fields})
+        try:
+            trainer.train(cfg)
+        finally:
+            trainer.model_config_for = default_model
     info = ckpt.read_model_info(str(out))
     last = info.raw["history"][-1]
     return {"steps": info.step, "images_per_s": last["images_per_s"], "renderer": None, "uri": str(out)}
@@ -182,8 +197,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=1, help="independent training runs per row (seeds --seed + r)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="a TrainConfig field for our models' rows instead of its default (repeatable; "
-                         "VALUE as JSON, e.g. pack=4, noise_inputs=false); needs --tag")
+                    help="a TrainConfig field for our models' rows instead of its default, or with the prefix "
+                         "'model.' a ModelConfig field of the new model (repeatable; VALUE as JSON, e.g. pack=4, "
+                         "noise_inputs=false, model.embed_dim=128); needs --tag")
     ap.add_argument("--tag", help="with --set: our rows are named <model>-<tag> (and get their own model dirs)")
     ap.add_argument("--reevaluate", action="store_true",
                     help="score the already-trained rows of --budget/--datasets/--models again (current evaluation "
@@ -241,11 +257,14 @@ def main() -> None:
 
 
 def _override(kv: str) -> tuple[str, object]:
-    from ray_gan.config import TrainConfig
+    from ray_gan.config import ModelConfig, TrainConfig
 
     key, sep, value = kv.partition("=")
-    if not sep or key not in TrainConfig.model_fields:
-        raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with KEY a TrainConfig field")
+    field = key.removeprefix(MODEL_PREFIX)
+    fields = ModelConfig.model_fields if key.startswith(MODEL_PREFIX) else TrainConfig.model_fields
+    if not sep or field not in fields:
+        raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with KEY a TrainConfig field or "
+                         f"{MODEL_PREFIX}<a ModelConfig field>")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
