@@ -31,6 +31,7 @@ from ray_gan import storage
 from ray_gan.config import ModelConfig
 
 MODEL_JSON = "model.json"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
 SCHEMA_VERSION = 1
 
 
@@ -111,22 +112,43 @@ def latest_step(model_uri: str) -> int | None:
 
 
 def write_generator_model(model_uri: str, G: torch.nn.Module, config: ModelConfig, styles: list[str], step: int,
-                          extra: dict | None = None) -> ModelInfo:
-    """A model directory holding only an EMA generator (blended, imported or test
-    models): what ``generate``, ``batch``, ``serve``, ``evaluate`` and ``export`` need.
-    Training cannot resume from it (no D, no optimiser state)."""
+                          extra: dict | None = None, D: torch.nn.Module | None = None) -> ModelInfo:
+    """A model directory holding an EMA generator (blended, imported or test models):
+    what ``generate``, ``batch``, ``serve``, ``evaluate`` and ``export`` need; with ``D``
+    also a discriminator, so ``finetune`` can start from it. Training cannot resume it
+    (no optimiser state)."""
     if storage.exists(storage.join(model_uri, MODEL_JSON)):
         raise storage.StorageError(f"{model_uri} already holds a model; choose another output")
     data = state_dict_bytes(G)
     cdir = checkpoint_uri(model_uri, step)
     storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), data)
+    digests = {"generator_ema": sha256_hex(data)}
+    if D is not None:
+        d_data = state_dict_bytes(D)
+        storage.write_bytes(storage.join(cdir, DISCRIMINATOR_FILE), d_data)
+        digests["discriminator"] = sha256_hex(d_data)
     doc = {"schema_version": SCHEMA_VERSION, "step": step, "checkpoint": checkpoint_name(step),
            "model_config": config.model_dump(), "styles": list(styles), "resolution": config.resolution,
-           "dataset": None, "weights_sha256": {"generator_ema": sha256_hex(data)}, "sample_grid": None,
+           "dataset": None, "weights_sha256": digests, "sample_grid": None,
            "history": [], **(extra or {})}
     storage.write_json(storage.join(cdir, MODEL_JSON), doc)
     storage.write_json(storage.join(model_uri, MODEL_JSON), doc)
     return read_model_info(model_uri)
+
+
+def read_discriminator_state(checkpoint: str) -> dict[str, torch.Tensor] | None:
+    """D's weights in checkpoint directory ``checkpoint``, checked against the sha256 its
+    ``model.json`` records; None where it holds no discriminator (a generator-only model)."""
+    uri = storage.join(checkpoint, DISCRIMINATOR_FILE)
+    if not storage.exists(uri):
+        return None
+    data = storage.read_bytes(uri)
+    meta = storage.join(checkpoint, MODEL_JSON)
+    want = (storage.read_json(meta).get("weights_sha256") or {}).get("discriminator") if storage.exists(meta) else None
+    if want is not None and sha256_hex(data) != want:
+        raise storage.StorageError(f"discriminator weights at {checkpoint} do not match its model.json "
+                                   f"(sha256 {sha256_hex(data)[:12]}… != {want[:12]}…)")
+    return st_load(data)
 
 
 def load_generator(model_uri: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:

@@ -136,7 +136,8 @@ def cmd_blend(a: argparse.Namespace) -> None:
     from ray_gan.tune.blend import blend_models
 
     info = blend_models(a.a, a.b, a.out, a.alpha, _styles(a.layers) if a.layers else None, a.styles_from)
-    print(f"blend: {info.uri} (alpha {a.alpha}, layers {info.raw['blend']['layers']}, styles {info.styles})")
+    print(f"blend: {info.uri} (alpha {a.alpha}, layers {info.raw['blend']['layers']}, styles {info.styles}; "
+          f"discriminator: {info.raw['blend']['discriminator']})")
 
 
 def cmd_export(a: argparse.Namespace) -> None:

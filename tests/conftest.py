@@ -7,12 +7,13 @@ import torch
 
 from ray_gan import checkpoint as ckpt
 from ray_gan.config import ModelConfig
-from ray_gan.models import build_generator
+from ray_gan.models import build_discriminator, build_generator
 
 
 def write_untrained_model(uri: str, styles: list[str], resolution: int = 16, seed: int = 0,
-                          arch: str = "dcgan") -> str:
-    """A model directory in the trained layout, with randomly initialised weights."""
+                          arch: str = "dcgan", discriminator: bool = False) -> str:
+    """A model directory in the trained layout, with randomly initialised weights (and a
+    discriminator where ``discriminator``)."""
     torch.manual_seed(seed)
     if arch == "stylegan":
         cfg = ModelConfig(arch="stylegan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8,
@@ -28,7 +29,7 @@ def write_untrained_model(uri: str, styles: list[str], resolution: int = 16, see
             for i in range(len(styles)):
                 G.bn0.gain.weight[i] += 0.3 * i
             G(torch.randn(64, cfg.z_dim), torch.arange(64) % len(styles))
-    ckpt.write_generator_model(uri, G.eval(), cfg, styles, step=1)
+    ckpt.write_generator_model(uri, G.eval(), cfg, styles, step=1, D=build_discriminator(cfg) if discriminator else None)
     return uri
 
 

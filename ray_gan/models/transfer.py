@@ -19,6 +19,7 @@ from fnmatch import fnmatch
 import torch
 from torch import nn
 
+from ray_gan import checkpoint as ckpt
 from ray_gan import storage
 
 
@@ -74,13 +75,13 @@ def init_from_base(G: nn.Module, D: nn.Module, init: dict, styles: list[str]) ->
     from safetensors.torch import load as st_load
 
     cdir, base_styles = init["checkpoint"], list(init["styles"])
-    d_uri = storage.join(cdir, "discriminator.safetensors")
-    if not storage.exists(d_uri):
-        raise ValueError(f"{init['model']} has no discriminator weights (an exported or blended model?): "
-                         "fine-tuning needs a trained model's checkpoint")
+    d_state = ckpt.read_discriminator_state(cdir)
+    if d_state is None:
+        raise ValueError(f"{init['model']} has no discriminator weights (a generator-only model): "
+                         "fine-tuning needs a model with a discriminator")
     return {"generator": transfer_state(G, st_load(storage.read_bytes(storage.join(cdir, "generator_ema.safetensors"))),
                                         base_styles, styles),
-            "discriminator": transfer_state(D, st_load(storage.read_bytes(d_uri)), base_styles, styles)}
+            "discriminator": transfer_state(D, d_state, base_styles, styles)}
 
 
 def freeze_input_layers(D: nn.Module, n: int) -> int:

@@ -79,7 +79,7 @@ def train_loop_per_worker(config: dict) -> None:
         cdir = ckpt.checkpoint_uri(cfg.out, start)
         ckpt.load_state_dict_bytes(G, storage.read_bytes(storage.join(cdir, "generator.safetensors")))
         ckpt.load_state_dict_bytes(G_ema, storage.read_bytes(storage.join(cdir, "generator_ema.safetensors")))
-        ckpt.load_state_dict_bytes(D, storage.read_bytes(storage.join(cdir, "discriminator.safetensors")))
+        ckpt.load_state_dict_bytes(D, storage.read_bytes(storage.join(cdir, ckpt.DISCRIMINATOR_FILE)))
         stepper.load_optimizer_state(ckpt.load_torch_state(storage.read_bytes(storage.join(cdir, "optimizer.pt"))))
         rng_uri = storage.join(cdir, f"rng-rank-{rank}.pt")
         if storage.exists(rng_uri):  # absent when resuming with more workers than before
@@ -306,7 +306,7 @@ def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, h
         g_bytes, ema_bytes, d_bytes = (ckpt.state_dict_bytes(m) for m in (G, G_ema, D))
         storage.write_bytes(storage.join(cdir, "generator.safetensors"), g_bytes)
         storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), ema_bytes)
-        storage.write_bytes(storage.join(cdir, "discriminator.safetensors"), d_bytes)
+        storage.write_bytes(storage.join(cdir, ckpt.DISCRIMINATOR_FILE), d_bytes)
         storage.write_bytes(storage.join(cdir, "optimizer.pt"),
                             ckpt.torch_state_bytes(stepper.optimizer_state()))
         grid = _sample_grid(G_ema, mcfg, device)

@@ -83,8 +83,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         prev = ckpt.read_model_info(out)
         mcfg = prev.config
         if prev.raw.get("dataset") is None:
-            raise TrainError(f"{out} holds a generator-only model (blended or imported) that cannot be trained "
-                             "further; fine-tune a trained model instead (ray-gan finetune)")
+            raise TrainError(f"{out} holds a blended or imported model (no optimiser state) that cannot be "
+                             "resumed; fine-tune it (or a trained model) into a new --out instead (ray-gan finetune)")
         if prev.styles != info.styles:
             raise TrainError(f"cannot resume: model styles {prev.styles} != dataset styles {info.styles}")
         if prev.raw["dataset"]["checksum"] != info.checksum:
@@ -112,6 +112,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             raise TrainError(f"bad model settings: {e}") from None
         if cfg.init_from:
             base = ckpt.read_model_info(cfg.init_from)
+            if ckpt.read_discriminator_state(base.checkpoint) is None:  # before Ray starts; checks its sha256 too
+                raise TrainError(f"{base.uri} has no discriminator weights (a generator-only model: exported, or "
+                                 "blended from a parent without one); fine-tuning needs a model with a discriminator")
             mcfg = base.config.model_copy(update={"num_styles": len(info.styles)})
             cfg = cfg.model_copy(update={"arch": mcfg.arch})
             init_from = {"model": base.uri, "checkpoint": base.checkpoint, "step": base.step, "styles": base.styles,

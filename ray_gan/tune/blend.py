@@ -12,6 +12,13 @@ e.g. B's textures on A's shapes is ``--alpha 1 --layers fine``.
 Style tables (label embeddings, per-style mean latents) come whole from one parent
 (``styles_from``, default A) together with its style names; when A and B have the same
 styles they are blended like any other tensor.
+
+The discriminator comes along where both parents have one of the same shape (trained
+models do), so the blend can be fine-tuned further (``ray-gan finetune BLEND``): a
+whole-model blend interpolates D with the same ``alpha``; a blend of some layer groups
+keeps A's D (G keeps A's weights outside those groups). Style tables follow G's rule.
+Otherwise the blend is generator-only, and ``model.json``'s ``blend.discriminator``
+says why.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Literal
 import torch
 
 from ray_gan import checkpoint as ckpt
-from ray_gan.models import build_generator
+from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.stylegan import resolutions
 from ray_gan.models.transfer import is_style_table
 
@@ -96,8 +103,34 @@ def blend_models(a_uri: str, b_uri: str, out: str, alpha: float = 0.5, layers: l
             out_state[name] = ta
     G = build_generator(src_info.config)
     G.load_state_dict(out_state)
+    whole = groups == expand_layers(ca.arch, ca.resolution, None)
+    D, d_how = _blend_discriminators(ia, ib, src_info, alpha if whole else 0.0, styles_from)
     blend = {"a": {"uri": ia.uri, "step": ia.step, "weights_sha256": ia.weights_sha256},
              "b": {"uri": ib.uri, "step": ib.step, "weights_sha256": ib.weights_sha256},
-             "alpha": alpha, "layers": sorted(groups, key=lambda t: (len(t), t)), "styles_from": styles_from}
+             "alpha": alpha, "layers": sorted(groups, key=lambda t: (len(t), t)), "styles_from": styles_from,
+             "discriminator": d_how}
     return ckpt.write_generator_model(out, G.eval(), src_info.config, src_info.styles, step=0,
-                                      extra={"blend": blend})
+                                      extra={"blend": blend}, D=D)
+
+
+def _blend_discriminators(ia: ckpt.ModelInfo, ib: ckpt.ModelInfo, src_info: ckpt.ModelInfo, alpha: float,
+                          styles_from: str) -> tuple[torch.nn.Module | None, str]:
+    """``lerp(D_A, D_B, alpha)`` (style tables from ``styles_from`` when the style lists
+    differ), or None and the reason there is no D to blend."""
+    states = {"a": ckpt.read_discriminator_state(ia.checkpoint), "b": ckpt.read_discriminator_state(ib.checkpoint)}
+    missing = [k.upper() for k, v in states.items() if v is None]
+    if missing:
+        return None, f"none: {' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no discriminator"
+    ca, cb = ia.config, ib.config
+    if (ca.d_channels, ca.pack) != (cb.d_channels, cb.pack):
+        return None, (f"none: the discriminators differ (d_channels {ca.d_channels} vs {cb.d_channels}, "
+                      f"pack {ca.pack} vs {cb.pack})")
+    D = build_discriminator(src_info.config)
+    sa, sb, src = states["a"], states["b"], states[styles_from]
+    if not set(sa) == set(sb) == set(D.state_dict()):
+        return None, "none: the discriminators' layers differ (one was trained before a head was added)"
+    same_styles = ia.styles == ib.styles
+    D.load_state_dict({name: src[name] if is_style_table(D, name) and not same_styles
+                       else torch.lerp(ta, sb[name], alpha) if ta.is_floating_point() else ta
+                       for name, ta in sa.items()})
+    return D.eval(), "A's" if alpha == 0.0 else f"lerp(A, B, {alpha:g})"

@@ -56,7 +56,7 @@ def test_stylegan_trains_through_ray_with_its_regularisers(base):
     assert not torch.allclose(G.w_avg[0], G.w_avg[1])
 
 
-def test_finetune_starts_from_the_base_and_maps_styles_by_name(base):
+def test_finetune_starts_from_the_base_and_maps_styles_by_name(base, untrained_model):
     root = base["root"]
     data = _dataset(root / "b", {"gradient", "flat"})
     out = str(root / "child")
@@ -86,6 +86,15 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base):
     assert np.array_equal(Renderer(blended.uri, "cpu").render([0, 2], [5, 6]), a)
     half = blend_models(base["model"], out, str(root / "blend-fine"), alpha=1.0, layers=["fine"])
     assert not np.array_equal(Renderer(half.uri, "cpu").render([0, 2], [5, 6]), a)
+    # a whole-model blend carries a D (the parents' interpolated), so it fine-tunes like a trained model
+    mid = blend_models(base["model"], out, str(root / "blend-mid"), alpha=0.5)
+    assert mid.raw["blend"]["discriminator"] == "lerp(A, B, 0.5)"
+    finetune(mid.uri, data, str(root / "from-blend"), steps=2, checkpoint_every=2, workers=2, batch_size=8)
+    assert read_model_info(str(root / "from-blend")).raw["init_from"]["model"] == mid.uri
+    # a generator-only model is refused before any training, with the reason
+    g_only = untrained_model(str(root / "g-only"), ["flat", "gradient"], arch="stylegan")
+    with pytest.raises(TrainError, match="no discriminator weights"):
+        finetune(g_only, data, str(root / "from-g-only"), steps=2, workers=2, batch_size=8)
 
 
 def test_batch_with_style_controls_is_reproducible_from_each_row(base):
