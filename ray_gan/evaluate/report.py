@@ -54,8 +54,9 @@ class StyleResult(_Model):
 
     def mistaken_for(self) -> tuple[str, float] | None:
         """The other style this style's generated images are most often classified as, and its share."""
-        others = [(share, name) for name, share in self.classified_as.items() if name != self.style and share > 0]
-        return (max(others)[1], max(others)[0]) if others else None
+        share, name = max(((share, name) for name, share in self.classified_as.items() if name != self.style),
+                          default=(0.0, None))
+        return (name, share) if share > 0 else None
 
 
 class ClassifierResult(_Model):
