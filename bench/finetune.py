@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from quality import SOURCES, evaluate  # noqa: E402
+from quality import SOURCES, evaluate, trained_row  # noqa: E402
 
 SHAPE = {"workers": 1, "cpus_per_worker": 2.0, "batch_size": 64}
 COLUMNS = [("steps", "{:d}"), ("images_per_s", "{:.0f}"), ("fid", "{:.2f}"), ("kid", "{:.4f}"),
@@ -66,12 +66,9 @@ def split_fonts(work: Path, new_style: str, n_train: int, n_val: int, seed: int)
 
 
 def trained(out: Path, run) -> dict:
-    from ray_gan import checkpoint as ckpt
-
     if not (out / "model.json").exists():
         run()
-    info = ckpt.read_model_info(str(out))
-    return {"steps": info.step, "images_per_s": info.raw["history"][-1]["images_per_s"], "uri": str(out)}
+    return trained_row(out)
 
 
 def main() -> None:

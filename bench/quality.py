@@ -66,7 +66,6 @@ MODEL_PREFIX = "model."  # --set model.FIELD=VALUE: a ModelConfig field of a new
 
 def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu",
                overrides: dict | None = None) -> dict:
-    from ray_gan import checkpoint as ckpt
     from ray_gan.config import ModelConfig, TrainConfig
     from ray_gan.train import trainer
 
@@ -88,9 +87,15 @@ def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device
             trainer.train(cfg)
         finally:
             trainer.model_config_for = default_model
+    return {**trained_row(out), "renderer": None}
+
+
+def trained_row(out: Path) -> dict:
+    """A trained model's steps, its last logged images/s and its URI (a row's first columns)."""
+    from ray_gan import checkpoint as ckpt
+
     info = ckpt.read_model_info(str(out))
-    last = info.raw["history"][-1]
-    return {"steps": info.step, "images_per_s": last["images_per_s"], "renderer": None, "uri": str(out)}
+    return {"steps": info.step, "images_per_s": info.raw["history"][-1]["images_per_s"], "uri": str(out)}
 
 
 def train_reference(data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
