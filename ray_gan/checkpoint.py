@@ -1,19 +1,21 @@
-"""The model directory: checkpoints in safetensors, ``model.json``, sample grids.
+"""The model directory — its layout, writers and verified readers live here, and only here.
 
 Layout under a MODEL URI::
 
-    model.json                         latest complete checkpoint (a copy of its model.json)
+    model.json                   latest complete checkpoint (a copy of its model.json)
     checkpoints/step-00000500/
-        generator.safetensors          G (training copy)
-        generator_ema.safetensors      EMA of G: what generate, batch and serve use
-        discriminator.safetensors      D
-        optimizer.pt                   Adam states, read with torch.load(weights_only=True)
-        rng-rank-0.pt ...              per-worker RNG states, same
-        model.json                     written last: its presence marks the checkpoint complete
-    samples/step-00000500.png          per-style sample grid (rows = styles)
+        GENERATOR_FILE           G, the training copy          (safetensors)
+        GENERATOR_EMA_FILE       EMA of G: what generate, batch and serve use
+        DISCRIMINATOR_FILE       D
+        OPTIMIZER_FILE           Adam states                   (torch.save of tensors, read weights_only)
+        rng-rank-0.pt ...        per-worker RNG states         (same)
+        model.json               written last: its presence marks the checkpoint complete;
+                                 records the sha256 of every weights file
+    samples/step-00000500.png    per-style sample grid (rows = styles), upscaled for people
 
-Weights are never pickled; optimiser and RNG state are plain tensors and dicts loaded
-with ``weights_only=True``.
+Every weights read checks the sha256 that ``model.json`` records. Weights are never
+pickled; optimiser and RNG state are plain tensors and dicts loaded with
+``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ from ray_gan import storage
 from ray_gan.config import ModelConfig
 
 MODEL_JSON = "model.json"
+GENERATOR_FILE = "generator.safetensors"
+GENERATOR_EMA_FILE = "generator_ema.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
 SCHEMA_VERSION = 1
+# model.json's weights_sha256 key of each weights file
+WEIGHTS = {"generator": GENERATOR_FILE, "generator_ema": GENERATOR_EMA_FILE, "discriminator": DISCRIMINATOR_FILE}
 
 
 def checkpoint_name(step: int) -> str:
@@ -41,6 +48,15 @@ def checkpoint_name(step: int) -> str:
 
 def checkpoint_uri(model_uri: str, step: int) -> str:
     return storage.join(model_uri, "checkpoints", checkpoint_name(step))
+
+
+def rng_file(rank: int) -> str:
+    return f"rng-rank-{rank}.pt"
+
+
+def sample_grid_path(step: int) -> str:
+    """The sample grid of checkpoint ``step``, relative to the model directory."""
+    return f"samples/{checkpoint_name(step)}.png"
 
 
 def state_dict_bytes(module: torch.nn.Module) -> bytes:
@@ -75,7 +91,7 @@ class ModelInfo:
     styles: list[str]
     step: int
     checkpoint: str  # URI of the checkpoint directory
-    weights_sha256: str  # sha256 of generator_ema.safetensors
+    weights_sha256: str  # sha256 of the EMA generator's weights
     raw: dict
 
     def style_indices(self, names: list[str] | None) -> list[int]:
@@ -111,6 +127,17 @@ def latest_step(model_uri: str) -> int | None:
     return int(storage.read_json(storage.join(model_uri, MODEL_JSON))["step"])
 
 
+def _write_weights(checkpoint: str, modules: dict[str, torch.nn.Module | None]) -> dict[str, str]:
+    """Each module's weights as its :data:`WEIGHTS` file (None: left out); their sha256s."""
+    digests = {}
+    for which, module in modules.items():
+        if module is not None:
+            data = state_dict_bytes(module)
+            storage.write_bytes(storage.join(checkpoint, WEIGHTS[which]), data)
+            digests[which] = sha256_hex(data)
+    return digests
+
+
 def write_generator_model(model_uri: str, G: torch.nn.Module, config: ModelConfig, styles: list[str], step: int,
                           extra: dict | None = None, D: torch.nn.Module | None = None) -> ModelInfo:
     """A model directory holding an EMA generator (blended, imported or test models):
@@ -119,36 +146,47 @@ def write_generator_model(model_uri: str, G: torch.nn.Module, config: ModelConfi
     (no optimiser state)."""
     if storage.exists(storage.join(model_uri, MODEL_JSON)):
         raise storage.StorageError(f"{model_uri} already holds a model; choose another output")
-    data = state_dict_bytes(G)
-    cdir = checkpoint_uri(model_uri, step)
-    storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), data)
-    digests = {"generator_ema": sha256_hex(data)}
-    if D is not None:
-        d_data = state_dict_bytes(D)
-        storage.write_bytes(storage.join(cdir, DISCRIMINATOR_FILE), d_data)
-        digests["discriminator"] = sha256_hex(d_data)
-    doc = {"schema_version": SCHEMA_VERSION, "step": step, "checkpoint": checkpoint_name(step),
-           "model_config": config.model_dump(), "styles": list(styles), "resolution": config.resolution,
-           "dataset": None, "weights_sha256": digests, "sample_grid": None,
-           "history": [], **(extra or {})}
-    storage.write_json(storage.join(cdir, MODEL_JSON), doc)
-    storage.write_json(storage.join(model_uri, MODEL_JSON), doc)
+    digests = _write_weights(checkpoint_uri(model_uri, step), {"generator_ema": G, "discriminator": D})
+    publish_checkpoint(model_uri, step, {
+        "model_config": config.model_dump(), "styles": list(styles), "resolution": config.resolution,
+        "dataset": None, "weights_sha256": digests, "sample_grid": None, "history": [], **(extra or {})})
     return read_model_info(model_uri)
 
 
-def read_discriminator_state(checkpoint: str) -> dict[str, torch.Tensor] | None:
-    """D's weights in checkpoint directory ``checkpoint``, checked against the sha256 its
-    ``model.json`` records; None where it holds no discriminator (a generator-only model)."""
-    uri = storage.join(checkpoint, DISCRIMINATOR_FILE)
+def _read_verified(checkpoint: str, which: str, want: str | None = None) -> bytes | None:
+    """The bytes of weights file ``which`` (a :data:`WEIGHTS` key) in checkpoint directory
+    ``checkpoint``, checked against ``want`` or the sha256 its ``model.json`` records;
+    None where the file is absent."""
+    uri = storage.join(checkpoint, WEIGHTS[which])
     if not storage.exists(uri):
         return None
     data = storage.read_bytes(uri)
-    meta = storage.join(checkpoint, MODEL_JSON)
-    want = (storage.read_json(meta).get("weights_sha256") or {}).get("discriminator") if storage.exists(meta) else None
-    if want is not None and sha256_hex(data) != want:
-        raise storage.StorageError(f"discriminator weights at {checkpoint} do not match its model.json "
-                                   f"(sha256 {sha256_hex(data)[:12]}… != {want[:12]}…)")
+    if want is None:
+        meta = storage.join(checkpoint, MODEL_JSON)
+        want = (storage.read_json(meta).get("weights_sha256") or {}).get(which) if storage.exists(meta) else None
+    if want is None:
+        raise storage.StorageError(f"{uri}: no sha256 recorded for it in {MODEL_JSON}; refusing unverified weights")
+    digest = sha256_hex(data)
+    if digest != want:
+        raise storage.StorageError(f"{which} weights at {checkpoint} do not match its {MODEL_JSON} "
+                                   f"(sha256 {digest[:12]}… != {want[:12]}…)")
+    return data
+
+
+def read_state(checkpoint: str, which: str) -> dict[str, torch.Tensor]:
+    """State dict of weights file ``which`` ("generator", "generator_ema",
+    "discriminator") in checkpoint directory ``checkpoint``, sha256-verified."""
+    data = _read_verified(checkpoint, which)
+    if data is None:
+        raise storage.StorageError(f"{checkpoint} has no {WEIGHTS[which]}")
     return st_load(data)
+
+
+def read_discriminator_state(checkpoint: str) -> dict[str, torch.Tensor] | None:
+    """D's weights in checkpoint directory ``checkpoint``, sha256-verified; None where it
+    holds no discriminator (a generator-only model)."""
+    data = _read_verified(checkpoint, "discriminator")
+    return None if data is None else st_load(data)
 
 
 def load_generator(model_uri: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
@@ -156,13 +194,60 @@ def load_generator(model_uri: str, device: str | torch.device = "cpu") -> tuple[
     from ray_gan.models import build_generator
 
     info = read_model_info(model_uri)
-    data = storage.read_bytes(storage.join(info.checkpoint, "generator_ema.safetensors"))
-    digest = sha256_hex(data)
-    if digest != info.weights_sha256:
-        raise storage.StorageError(
-            f"generator weights at {info.checkpoint} do not match model.json "
-            f"(sha256 {digest[:12]}… != {info.weights_sha256[:12]}…)"
-        )
+    data = _read_verified(info.checkpoint, "generator_ema", want=info.weights_sha256)
+    if data is None:
+        raise storage.StorageError(f"{info.checkpoint} has no {GENERATOR_EMA_FILE}")
     G = build_generator(info.config)
     load_state_dict_bytes(G, data)
     return G.to(device).eval(), info
+
+
+# ---- training checkpoints ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What a resumed run restores: verified weights, optimiser state, this rank's RNG."""
+
+    generator: dict[str, torch.Tensor]
+    generator_ema: dict[str, torch.Tensor]
+    discriminator: dict[str, torch.Tensor]
+    optimizer: dict
+    rng: dict | None  # None when this rank did not exist in the run that wrote it
+    history: list[dict]
+
+
+def read_training_state(model_uri: str, step: int, rank: int) -> TrainingState:
+    cdir = checkpoint_uri(model_uri, step)
+    rng_uri = storage.join(cdir, rng_file(rank))
+    return TrainingState(
+        generator=read_state(cdir, "generator"),
+        generator_ema=read_state(cdir, "generator_ema"),
+        discriminator=read_state(cdir, "discriminator"),
+        optimizer=load_torch_state(storage.read_bytes(storage.join(cdir, OPTIMIZER_FILE))),
+        rng=load_torch_state(storage.read_bytes(rng_uri)) if storage.exists(rng_uri) else None,
+        history=list(storage.read_json(storage.join(cdir, MODEL_JSON)).get("history", [])),
+    )
+
+
+def write_rng_state(model_uri: str, step: int, rank: int, rng: dict) -> None:
+    storage.write_bytes(storage.join(checkpoint_uri(model_uri, step), rng_file(rank)), torch_state_bytes(rng))
+
+
+def write_training_files(model_uri: str, step: int, G: torch.nn.Module, G_ema: torch.nn.Module,
+                         D: torch.nn.Module, optimizer_state: dict, sample_grid_png: bytes) -> dict[str, str]:
+    """Checkpoint ``step``'s weights, optimiser state and sample grid (not yet visible:
+    :func:`publish_checkpoint` makes it so). Returns the sha256 of each weights file."""
+    cdir = checkpoint_uri(model_uri, step)
+    digests = _write_weights(cdir, {"generator": G, "generator_ema": G_ema, "discriminator": D})
+    storage.write_bytes(storage.join(cdir, OPTIMIZER_FILE), torch_state_bytes(optimizer_state))
+    storage.write_bytes(storage.join(model_uri, sample_grid_path(step)), sample_grid_png)
+    return digests
+
+
+def publish_checkpoint(model_uri: str, step: int, doc: dict) -> None:
+    """Write checkpoint ``step``'s ``model.json`` (``doc`` plus the schema version, step and
+    checkpoint name), then the model directory's copy: the checkpoint is complete."""
+    doc = {"schema_version": SCHEMA_VERSION, "step": step, "checkpoint": checkpoint_name(step), **doc}
+    storage.write_json(storage.join(checkpoint_uri(model_uri, step), MODEL_JSON), doc)
+    storage.write_json(storage.join(model_uri, MODEL_JSON), doc)

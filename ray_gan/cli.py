@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 from typing import Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from ray_gan.config import TrainConfig
+from ray_gan import cli_flags
+from ray_gan.config import EvalConfig, FinetuneConfig, PrepareConfig, ServeConfig, TrainConfig
 
 
 def _styles(value: str) -> list[str]:
@@ -31,19 +31,30 @@ def cmd_demo_data(a: argparse.Namespace) -> None:
           f"({', '.join(f'{k} {v}' for k, v in counts.items())}) → {a.dst}")
 
 
+def _config(model: type[BaseModel], a: argparse.Namespace):
+    """``model`` from the command line, laid over the YAML file of ``--config`` if given."""
+    base = None
+    if getattr(a, "config", None):
+        import yaml
+
+        from ray_gan import storage
+
+        base = yaml.safe_load(storage.read_bytes(a.config)) or {}
+        if not isinstance(base, dict):
+            raise ValueError(f"{a.config}: expected a mapping of {model.__name__} fields")
+    return model.model_validate(cli_flags.values(model, a, base))
+
+
 def cmd_prepare(a: argparse.Namespace) -> None:
-    from ray_gan.config import PrepareConfig
     from ray_gan.data.prepare import prepare
 
-    prepare(PrepareConfig(src=a.src, dst=a.dst, resolution=a.resolution, val_fraction=a.val_fraction, seed=a.seed,
-                          shard_rows=a.shard_rows))
+    prepare(_config(PrepareConfig, a))
 
 
 def cmd_train(a: argparse.Namespace) -> None:
     from ray_gan.train.trainer import train
 
-    fields = {k: v for k, v in vars(a).items() if k in TrainConfig.model_fields and v is not None}
-    train(TrainConfig(**fields))
+    train(_config(TrainConfig, a))
 
 
 def _truncation(value: str) -> float | dict[str, float]:
@@ -125,15 +136,11 @@ def cmd_project(a: argparse.Namespace) -> None:
 def cmd_finetune(a: argparse.Namespace) -> None:
     from ray_gan.train.trainer import finetune
 
-    fields = {k: v for k, v in vars(a).items()
-              if k in ("steps", "batch_size", "workers", "lr_g", "lr_d", "augment", "time_budget_s", "seed",
-                       "gpus_per_worker", "cpus_per_worker", "resume", "checkpoint_every", "freeze_d")
-              and v is not None}
-    finetune(a.base, a.data, a.out, **fields)
+    finetune(_config(FinetuneConfig, a))
 
 
 def cmd_blend(a: argparse.Namespace) -> None:
-    from ray_gan.tune.blend import blend_models
+    from ray_gan.style_weights.blend import blend_models
 
     info = blend_models(a.a, a.b, a.out, a.alpha, _styles(a.layers) if a.layers else None, a.styles_from)
     print(f"blend: {info.uri} (alpha {a.alpha}, layers {info.raw['blend']['layers']}, styles {info.styles}; "
@@ -154,13 +161,11 @@ def cmd_batch(a: argparse.Namespace) -> None:
 
 
 def cmd_serve(a: argparse.Namespace) -> None:
-    from ray_gan.config import ServeConfig
     from ray_gan.serve.app import run_server
 
-    cfg = ServeConfig(model=a.model, max_batch_size=a.max_batch_size, num_replicas=a.replicas,
-                      num_gpus=a.gpus_per_replica)
-    print(f"serve: http://{a.host}:{a.port}/v1/variants (model {a.model}); Ctrl-C to stop", flush=True)
-    run_server(cfg, host=a.host, port=a.port)
+    cfg = _config(ServeConfig, a)
+    print(f"serve: http://{cfg.host}:{cfg.port}/v1/variants (model {cfg.model}); Ctrl-C to stop", flush=True)
+    run_server(cfg)
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
@@ -170,10 +175,9 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from ray_gan.evaluate import evaluate_model
+    from ray_gan.evaluate import run_evaluation
 
-    r = evaluate_model(a.model, a.data, split=a.split, n_per_style=a.n_per_style, truncation=a.truncation,
-                       seed=a.seed, extractor=a.extractor, inception_weights=a.inception_weights, device=a.device)
+    r = run_evaluation(_config(EvalConfig, a))
     print(r.summary_table())
     print(f"evaluate: report {r.files['report_json']}\n          html   {r.files['report_html']}")
 
@@ -190,52 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo_data)
 
     s = sub.add_parser("prepare", help="raw images (folder, .zip, s3://) → sharded Parquet dataset")
-    s.add_argument("src")
-    s.add_argument("dst")
-    s.add_argument("--resolution", type=int, default=32)
-    s.add_argument("--val-fraction", type=float, default=0.1)
-    s.add_argument("--seed", type=int, default=0, help="split seed")
-    s.add_argument("--shard-rows", type=int, default=4096)
+    cli_flags.add_flags(s, PrepareConfig, positional=("src", "dst"))
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("train", help="train a GAN on a prepared dataset with Ray Train")
-    s.add_argument("dataset")
-    s.add_argument("--out", required=True, help="model URI")
-    arch = TrainConfig.model_fields["arch"]  # choices and default from the one place that defines them
-    s.add_argument("--arch", choices=list(typing.get_args(arch.annotation)), default=arch.default)
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=0.0)
-    s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=2000)
-    s.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="per worker")
-    s.add_argument("--lr-g", dest="lr_g", type=float)
-    s.add_argument("--lr-d", dest="lr_d", type=float)
-    s.add_argument("--r1-gamma", dest="r1_gamma", type=float, help="R1 weight (default: 0 for dcgan, heuristic for stylegan)")
-    s.add_argument("--r1-every", dest="r1_every", type=int, help="lazy R1 interval in steps (default 16)")
-    s.add_argument("--loss", choices=["non_saturating", "hinge"])
-    s.add_argument("--augment", choices=["none", "diffaugment"], help="DiffAugment for small datasets")
-    s.add_argument("--augment-policy", dest="augment_policy", help="e.g. color,translation,cutout")
-    s.add_argument("--mixing-prob", dest="mixing_prob", type=float, help="stylegan style-mixing probability (0.9)")
-    s.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on GPU")
-    s.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile G and D (one-off compile cost; see docs/benchmarks.md before using it)")
-    s.add_argument("--beta1", type=float)
-    s.add_argument("--beta2", type=float)
-    s.add_argument("--ema-decay", dest="ema_decay", type=float,
-                   help="EMA generator decay per step (default 0.999; 0 = save the trained G)")
-    s.add_argument("--style-loss", dest="style_loss", type=float,
-                   help="weight of the auxiliary style-classification loss (stylegan; default 1, 0 = off)")
-    s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=500)
-    s.add_argument("--log-every", dest="log_every", type=int, default=25)
-    s.add_argument("--time-budget", dest="time_budget_s", type=float, help="seconds; checkpoint and stop after")
-    s.add_argument("--g-channels", dest="g_channels", type=int)
-    s.add_argument("--d-channels", dest="d_channels", type=int)
-    s.add_argument("--pack", type=int,
-                   help="stylegan: images of one style D judges at once (PacGAN; default 2, 1 for small batches)")
-    s.add_argument("--noise-inputs", dest="noise_inputs", action=argparse.BooleanOptionalAction, default=None,
-                   help="stylegan: per-pixel noise inputs in G (default off, as in StyleGAN3)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    s.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    cli_flags.add_flags(s, TrainConfig, positional=("dataset",), skip=("init_from", "freeze_d"))
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("generate", help="render a few images and a grid (one process, no Ray)")
@@ -286,23 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_project)
 
     s = sub.add_parser("finetune", help="adapt a trained model to a new style's dataset (Ray Train)")
-    s.add_argument("base", help="trained model URI")
-    s.add_argument("--data", required=True, help="prepared dataset of the new style(s)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--steps", type=int)
-    s.add_argument("--batch-size", dest="batch_size", type=int)
-    s.add_argument("--workers", type=int)
-    s.add_argument("--lr-g", dest="lr_g", type=float)
-    s.add_argument("--lr-d", dest="lr_d", type=float)
-    s.add_argument("--augment", choices=["none", "diffaugment"])
-    s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
-    s.add_argument("--freeze-d", dest="freeze_d", type=int, metavar="N",
-                   help="FreezeD: hold the base discriminator's first N input-side layers (default 0: none)")
-    s.add_argument("--time-budget", dest="time_budget_s", type=float)
-    s.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float)
-    s.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float)
-    s.add_argument("--seed", type=int)
-    s.add_argument("--resume", action="store_true", default=None)
+    cli_flags.add_flags(s, FinetuneConfig, positional=("base",))
     s.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("blend", help="interpolate or swap layers between two compatible generators")
@@ -325,12 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_batch)
 
     s = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
-    s.add_argument("model")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--replicas", type=int, default=1, help="StyleGenerator replicas")
-    s.add_argument("--gpus-per-replica", dest="gpus_per_replica", type=float, default=0.0)
-    s.add_argument("--max-batch-size", dest="max_batch_size", type=int, default=16)
+    s.add_argument("--config", help="YAML file of ServeConfig fields (flags override it)")
+    cli_flags.add_flags(s, ServeConfig, positional=("model",))
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="demo-data → prepare → train → batch, all local")
@@ -339,17 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("evaluate", help="FID/KID, precision/recall, style accuracy, memorisation audit vs a split")
-    s.add_argument("model")
-    s.add_argument("--data", required=True, help="prepared dataset URI")
-    s.add_argument("--split", default="val")
-    s.add_argument("--n-per-style", dest="n_per_style", type=int, default=1000, help="real (= generated) per style")
-    s.add_argument("--truncation", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--extractor", choices=["auto", "inception", "random-cnn"], default="auto",
-                   help="auto: inception if weights are given, else random-cnn (offline)")
-    s.add_argument("--inception-weights", dest="inception_weights",
-                   help="local inception_v3 state dict (default $RAY_GAN_INCEPTION_WEIGHTS); never downloaded")
-    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    cli_flags.add_flags(s, EvalConfig, positional=("model",))
     s.set_defaults(func=cmd_evaluate)
     return p
 

@@ -7,20 +7,66 @@ an HTTP body is an error with a message, never silently ignored.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 Arch = Literal["stylegan", "dcgan", "vanilla"]
 Loss = Literal["non_saturating", "hinge"]
 Augment = Literal["none", "diffaugment"]
 ImageFormat = Literal["png", "webp", "jpeg"]
+ExtractorName = Literal["auto", "inception", "random-cnn"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def from_flat(cls, **fields: Any):
+        """Build from leaf field names, nested groups filled in by name:
+        ``TrainConfig.from_flat(dataset=…, out=…, steps=4, lr_g=1e-3)`` sets ``run.steps``
+        and ``optim.lr_g`` (as the command line does)."""
+        return cls.model_validate(nest(cls, fields))
+
+
+def nest(model: type[BaseModel], flat: dict[str, Any], base: dict | None = None) -> dict:
+    """Leaf values by leaf name → ``model``'s nested layout, laid over ``base`` (not changed)."""
+    out: dict = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (base or {}).items()}
+    paths = {leaf.name: leaf.path for leaf in leaves(model)}
+    for name, value in flat.items():
+        if name not in paths:
+            raise ValueError(f"{model.__name__} has no field {name!r}")
+        node = out
+        for key in paths[name][:-1]:
+            node = node.setdefault(key, {})
+        node[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A settable field of a config, with its path through nested groups."""
+
+    path: tuple[str, ...]  # e.g. ("optim", "lr_g")
+    field: FieldInfo
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+
+def leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Leaf]:
+    """Every settable leaf field of ``model``, nested groups walked in order; leaf names
+    are unique within a config (the command line and :meth:`_Strict.from_flat` rely on it)."""
+    out = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        out += leaves(sub, prefix + (name,)) if sub else [Leaf(prefix + (name,), field)]
+    return out
 
 
 class PrepareConfig(_Strict):
@@ -39,10 +85,20 @@ class PrepareConfig(_Strict):
     files_per_task: int = Field(256, ge=1, description="Source files decoded per Ray Data task.")
 
 
-class ModelConfig(_Strict):
-    """Architecture hyper-parameters; stored in ``model.json`` and enough to rebuild G and D."""
+def min_batch_for_packs(pack: int, num_styles: int) -> int:
+    """The smallest batch that always holds one whole discriminator pack of some style
+    (pigeonhole): below it a batch may give a packing D nothing to judge."""
+    return pack * num_styles
 
-    arch: Arch = "dcgan"
+
+class ModelConfig(_Strict):
+    """Architecture hyper-parameters; stored in ``model.json`` and enough to rebuild G and D.
+
+    The field defaults are what a ``model.json`` written before a field existed means;
+    a *new* model takes its architecture's preset (:data:`ARCH_PRESETS`, via
+    :meth:`default_for` or :meth:`TrainConfig.new_model_config`)."""
+
+    arch: Arch
     resolution: int = Field(32, ge=8, le=1024)
     channels: int = Field(3, ge=1, le=4)
     z_dim: int = Field(128, ge=1, le=4096)
@@ -56,7 +112,7 @@ class ModelConfig(_Strict):
     mapping_layers: int = Field(4, ge=1, le=16, description="stylegan: depth of the mapping network.")
     noise_inputs: bool = Field(True, description="stylegan: per-pixel noise added after every synthesis "
                                "convolution (StyleGAN); off, as in StyleGAN3, every detail comes from w. "
-                               "On here for models stored before the option; new models: default_for (off).")
+                               "On here for models stored before the option; new models: the preset (off).")
     pack: int = Field(1, ge=1, le=8, description="stylegan: discriminator packing (PacGAN, Lin et al. 2018): D "
                       "judges this many images of one style at once, stacked along channels, so a generator "
                       "that ignores its latent (identical images in a pack) is easy to tell from real data.")
@@ -76,76 +132,131 @@ class ModelConfig(_Strict):
 
     @classmethod
     def default_for(cls, arch: Arch, num_styles: int, resolution: int) -> "ModelConfig":
-        if arch == "vanilla":
-            # The classic MLP pair: 100 → 256 → 512 → 1024 → 784 (28×28×1).
-            return cls(arch="vanilla", resolution=28, channels=1, z_dim=100, num_styles=num_styles,
-                       conditional=num_styles > 1, embed_dim=num_styles)
-        if arch == "stylegan":
-            # No noise inputs: at this size G used them to speckle its images (dotted strokes
-            # on glyphs) instead of drawing detail; docs/benchmarks.md, "Noise inputs".
-            return cls(arch="stylegan", resolution=resolution, channels=3, z_dim=128, w_dim=128, mapping_layers=4,
-                       num_styles=num_styles, embed_dim=64, g_channels=16, d_channels=16, max_channels=256,
-                       noise_inputs=False)
-        return cls(arch="dcgan", resolution=resolution, channels=3, z_dim=128, num_styles=num_styles)
+        """A new model of ``arch``: its preset, for ``num_styles`` styles at ``resolution``
+        (vanilla ignores the resolution: it is the classic 28×28 MLP pair)."""
+        preset = ARCH_PRESETS[arch]
+        fields = {"resolution": resolution, **preset.model, "arch": arch, "num_styles": num_styles}
+        if arch == "vanilla":  # its one-hot style input is as wide as the style list
+            fields.update(conditional=num_styles > 1, embed_dim=num_styles)
+        return cls(**fields)
 
 
-class TrainConfig(_Strict):
-    """``ray-gan train``: data-parallel GAN training with Ray Train."""
+@dataclass(frozen=True)
+class ArchPreset:
+    """What a new model of one architecture starts from.
 
-    dataset: str
-    out: str
-    arch: Arch = Field("stylegan", description="stylegan (the default: docs/benchmarks.md, quality rows), dcgan, "
-                       "or vanilla (the classic MLP GAN).")
-    workers: int = Field(2, ge=1)
-    gpus_per_worker: float = Field(0.0, ge=0.0)
-    cpus_per_worker: float = Field(1.0, gt=0.0)
-    steps: int = Field(2000, ge=1, description="Total optimisation steps (counted across resumes).")
-    batch_size: int = Field(32, ge=2, description="Images per worker per step.")
-    lr_g: float | None = Field(None, gt=0, description="Default per arch: 2e-4 (dcgan, vanilla), 0.0025 (stylegan).")
-    lr_d: float | None = Field(None, gt=0)
-    beta1: float | None = Field(None, ge=0, lt=1, description="Adam β1; default 0.5 (dcgan, vanilla), 0 (stylegan).")
-    beta2: float | None = Field(None, ge=0, lt=1, description="Adam β2; default 0.999 (dcgan, vanilla), 0.99 (stylegan).")
+    ``model``: :class:`ModelConfig` fields of a new model; ``optim``: the optimiser,
+    style-loss values used where :class:`OptimSettings` leaves them unset (None);
+    ``r1``: the R1 weight where ``r1_gamma`` is unset — 0, or StyleGAN2-ADA's heuristic
+    ``0.0002·res²/global batch``; ``pack``: stylegan's discriminator packing where a
+    worker's batch can hold a pack of every style (else 1)."""
+
+    model: dict[str, Any]
+    optim: dict[str, float]
+    r1: Literal["off", "heuristic"] = "off"
+    pack: int = 1
+
+
+# The one table of per-architecture defaults (optimisers: DCGAN paper, StyleGAN2 paper).
+# stylegan's model: no noise inputs (at this size G used them to speckle its images
+# instead of drawing detail) and packs of 2 (docs/benchmarks.md, quality rows).
+ARCH_PRESETS: dict[str, ArchPreset] = {
+    "stylegan": ArchPreset(
+        model={"channels": 3, "z_dim": 128, "w_dim": 128, "mapping_layers": 4, "embed_dim": 64, "g_channels": 16,
+               "d_channels": 16, "max_channels": 256, "noise_inputs": False},
+        optim={"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "style_loss": 1.0},
+        r1="heuristic", pack=2),
+    "dcgan": ArchPreset(
+        model={"channels": 3, "z_dim": 128},
+        optim={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0}),
+    "vanilla": ArchPreset(  # the classic MLP pair: 100 → 256 → 512 → 1024 → 784 (28×28×1)
+        model={"resolution": 28, "channels": 1, "z_dim": 100},
+        optim={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0}),
+}
+
+
+class ModelOverrides(_Strict):
+    """A new model's architecture settings that differ from its preset (None: the preset's).
+    Resume and fine-tuning keep the base model's: its weights fix them."""
+
+    z_dim: int | None = Field(None, ge=1, le=4096, description="Width of the latent z.")
+    embed_dim: int | None = Field(None, ge=1, description="Width of the style-label embedding.")
+    g_channels: int | None = Field(None, ge=4, description="Width of the last generator block.")
+    d_channels: int | None = Field(None, ge=4, description="Width of the first discriminator block.")
+    max_channels: int | None = Field(None, ge=4, description="Cap on any block's width.")
+    w_dim: int | None = Field(None, ge=8, le=2048, description="stylegan: width of the intermediate latent W.")
+    mapping_layers: int | None = Field(None, ge=1, le=16, description="stylegan: depth of the mapping network.")
+    pack: int | None = Field(None, ge=1, le=8, description="stylegan: images of one style D judges at once "
+                             "(PacGAN); default 2, or 1 where a batch cannot hold two of every style.")
+    noise_inputs: bool | None = Field(None, description="stylegan: per-pixel noise inputs in G (default off).")
+
+
+class OptimSettings(_Strict):
+    """The game's losses, regularisers and optimisers (None: the architecture's preset)."""
+
+    lr_g: float | None = Field(None, gt=0, description="G's Adam learning rate (dcgan, vanilla 2e-4; stylegan 0.0025).")
+    lr_d: float | None = Field(None, gt=0, description="D's Adam learning rate (as lr_g by default).")
+    beta1: float | None = Field(None, ge=0, lt=1, description="Adam β1 (dcgan, vanilla 0.5; stylegan 0).")
+    beta2: float | None = Field(None, ge=0, lt=1, description="Adam β2 (dcgan, vanilla 0.999; stylegan 0.99).")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="Per-step decay of the EMA generator that is "
-                             "saved and served (0 = save the trained G itself). For dcgan at short budgets 0 trades "
-                             "fidelity for style: docs/benchmarks.md (quality) has the numbers.")
+                             "saved and served (0 = save the trained G itself).")
     loss: Loss = Field("non_saturating", description="non_saturating: the minimax game with G maximising "
                        "log D(G(z)); hinge: the hinge form (Lim & Ye 2017; Miyato et al. 2018).")
     r1_gamma: float | None = Field(None, ge=0, description="R1 penalty weight on real images (0 = off; "
-                                   "default: 0 for dcgan/vanilla, 0.0002·res²/global batch for stylegan).")
+                                   "default 0 for dcgan/vanilla, 0.0002·res²/global batch for stylegan).")
     r1_every: int = Field(16, ge=1, description="Lazy regularisation: apply R1 every N steps, scaled by N.")
     augment: Augment = Field("none", description="diffaugment: differentiable augmentation of reals and fakes "
-                             "for D (Zhao et al. 2020); for small datasets.")
-    augment_policy: str = Field("color,translation,cutout", pattern=r"^(color|translation|cutout)(,(color|translation|cutout))*$")
+                             "for D (Zhao et al. 2020), for small datasets.")
+    augment_policy: str = Field("color,translation,cutout", pattern=r"^(color|translation|cutout)(,(color|translation|cutout))*$",
+                                description="DiffAugment's transforms, comma-separated.")
     style_loss: float | None = Field(None, ge=0, description="Weight of an auxiliary style-classification "
-                                     "loss (AC-GAN, Odena et al. 2017): D's style head learns the styles of real "
-                                     "images, G is pushed to make fakes that head assigns to their style. Conditional "
-                                     "stylegan only; default 1 there, 0 = off.")
+                                     "loss (AC-GAN, Odena et al. 2017); conditional stylegan only: default 1 "
+                                     "there, 0 = off.")
     mixing_prob: float = Field(0.9, ge=0, le=1, description="stylegan: share of G steps with style mixing.")
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU).")
-    channels_last: bool = Field(True, description="NHWC memory format for the conv nets (faster convolutions "
-                                "with oneDNN on CPU and cuDNN on GPU); no effect on vanilla.")
-    compile: bool = Field(False, description="torch.compile (inductor) G's and D's forward passes, after a "
-                          "one-off compile (~50 s for dcgan 64 px on 2 CPU cores). On a 2-core AVX2 CPU it did not "
-                          "pay back (docs/benchmarks.md); measure before using it. R1 steps run D eagerly.")
-    checkpoint_every: int = Field(500, ge=1)
-    log_every: int = Field(25, ge=1)
+    channels_last: bool = Field(True, description="NHWC memory format for the conv nets (no effect on vanilla).")
+    compile: bool = Field(False, description="torch.compile G's and D's forward passes (a one-off compile; "
+                          "docs/benchmarks.md: measure before using it).")
+
+
+class ScalingSettings(_Strict):
+    """How the run is spread over Ray Train workers."""
+
+    workers: int = Field(2, ge=1, description="Ray Train workers (data parallel).")
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(32, ge=2, description="Images per worker per step.")
+
+
+class RunSettings(_Strict):
+    """How long the run goes, what it writes, and its seed."""
+
+    steps: int = Field(2000, ge=1, description="Total optimisation steps (counted across resumes).")
+    time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this many seconds.",
+                                        json_schema_extra={"cli": "--time-budget"})
+    checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
+    log_every: int = Field(25, ge=1, description="Steps between progress reports.")
     val_batches: int = Field(4, ge=1, description="Validation batches for D's val loss at each checkpoint.")
     max_loss: float = Field(100.0, gt=0, description="A loss above this (or NaN/inf) is divergence.")
-    time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this long.")
     seed: int = Field(0, ge=0)
-    resume: bool = False
+    resume: bool = Field(False, description="Continue from the latest checkpoint in out.")
+
+
+class TrainConfig(_Strict):
+    """``ray-gan train``: data-parallel GAN training with Ray Train, by concern:
+    ``model`` (a new model's architecture overrides), ``optim``, ``scaling``, ``run``."""
+
+    dataset: str = Field(description="Prepared dataset URI.")
+    out: str = Field(description="Model URI.")
+    arch: Arch = Field("stylegan", description="stylegan, dcgan, or vanilla (the classic MLP GAN).")
     init_from: str | None = Field(None, description="Fine-tune: start from this trained model's weights "
                                   "(its architecture and size; style rows matched by name).")
-    freeze_d: int = Field(0, ge=0, description="Fine-tune (FreezeD, Mo et al. 2020): hold D's first N layers "
-                          "on the input side (stylegan: from-RGB, then one residual block per resolution from the "
-                          "top) at the base's weights; only the layers above them, and the heads, adapt.")
-    g_channels: int | None = Field(None, ge=4)
-    d_channels: int | None = Field(None, ge=4)
-    pack: int | None = Field(None, ge=1, le=8, description="stylegan: images of one style D judges at once "
-                             "(PacGAN); default 2, or 1 where a batch cannot hold two of every style. Set for a new "
-                             "model: resume and fine-tune keep the base's.")
-    noise_inputs: bool | None = Field(None, description="stylegan: per-pixel noise inputs in G (default off); "
-                                      "set for a new model: resume and fine-tune keep the base's.")
+    freeze_d: int = Field(0, ge=0, description="Fine-tune (FreezeD, Mo et al. 2020): hold D's first N "
+                          "input-side layers at the base's weights.")
+    model: ModelOverrides = Field(default_factory=ModelOverrides)
+    optim: OptimSettings = Field(default_factory=OptimSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -153,6 +264,75 @@ class TrainConfig(_Strict):
             raise ValueError("freeze_d holds a base model's discriminator layers: it is for fine-tuning "
                              "(ray-gan finetune), which sets init_from")
         return self
+
+    def new_model_config(self, num_styles: int, resolution: int) -> ModelConfig:
+        """The model a fresh run of this config builds: the preset, the overrides, and
+        stylegan's packing where unset (packs of the preset's size where a worker's batch
+        holds one of every style, else 1)."""
+        base = ModelConfig.default_for(self.arch, num_styles=num_styles, resolution=resolution)
+        updates = self.model.model_dump(exclude_none=True)
+        preset_pack = ARCH_PRESETS[self.arch].pack
+        if "pack" not in updates and preset_pack > 1:
+            fits = self.scaling.batch_size >= min_batch_for_packs(preset_pack, num_styles)
+            updates["pack"] = preset_pack if fits else 1
+        return ModelConfig.model_validate({**base.model_dump(), **updates})  # checks the overrides too
+
+    def hyperparameters(self, mcfg: ModelConfig, world: int) -> dict[str, float]:
+        """The optimiser settings, R1 and style-loss weights and EMA decay a run of ``mcfg``
+        on ``world`` workers uses (config, else the preset); recorded in model.json."""
+        preset = ARCH_PRESETS[mcfg.arch]
+        o = self.optim
+        out = {k: (getattr(o, k) if getattr(o, k) is not None else v) for k, v in preset.optim.items()}
+        out["ema_decay"] = o.ema_decay
+        if out["style_loss"] and (mcfg.arch != "stylegan" or not mcfg.conditional or mcfg.num_styles < 2):
+            if o.style_loss:
+                raise ValueError("style_loss needs a conditional stylegan with two or more styles "
+                                 f"(got arch={mcfg.arch}, {mcfg.num_styles} style(s))")
+            out["style_loss"] = 0.0
+        needed = min_batch_for_packs(mcfg.pack, mcfg.num_styles)
+        if mcfg.pack > 1 and self.scaling.batch_size < needed:
+            raise ValueError(f"batch_size {self.scaling.batch_size} is too small for discriminator packs of "
+                             f"{mcfg.pack} over {mcfg.num_styles} styles: raise it to at least {needed} (a new "
+                             "model can also take a smaller --pack)")
+        if o.r1_gamma is not None:
+            out["r1_gamma"] = o.r1_gamma
+        elif preset.r1 == "heuristic":  # StyleGAN2-ADA: γ = 0.0002·res²/global batch
+            out["r1_gamma"] = 0.0002 * mcfg.resolution**2 / (self.scaling.batch_size * world)
+        else:
+            out["r1_gamma"] = 0.0
+        return out
+
+
+class FinetuneConfig(_Strict):
+    """``ray-gan finetune``: adapt a trained model to a new style's dataset (a few hundred
+    images is enough), starting from its EMA generator and its discriminator."""
+
+    base: str = Field(description="Trained model URI.")
+    data: str = Field(description="Prepared dataset of the new style(s).")
+    out: str = Field(description="Model URI of the fine-tuned model.")
+    freeze_d: int = Field(0, ge=0, description="FreezeD: hold the base discriminator's first N input-side layers.")
+    steps: int = Field(1000, ge=1, description="Total optimisation steps.")
+    time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this many seconds.",
+                                        json_schema_extra={"cli": "--time-budget"})
+    checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints.")
+    augment: Augment = Field("diffaugment", description="DiffAugment is on by default: small data.")
+    lr_g: float | None = Field(None, gt=0, description="G's learning rate (default: the architecture's).")
+    lr_d: float | None = Field(None, gt=0, description="D's learning rate (default: the architecture's).")
+    workers: int = Field(2, ge=1, description="Ray Train workers.")
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(32, ge=2, description="Images per worker per step.")
+    seed: int = Field(0, ge=0)
+    resume: bool = Field(False, description="Continue an interrupted fine-tuning in out.")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            dataset=self.data, out=self.out, init_from=self.base, freeze_d=self.freeze_d,
+            optim={"augment": self.augment, "lr_g": self.lr_g, "lr_d": self.lr_d},
+            scaling={"workers": self.workers, "cpus_per_worker": self.cpus_per_worker,
+                     "gpus_per_worker": self.gpus_per_worker, "batch_size": self.batch_size},
+            run={"steps": self.steps, "time_budget_s": self.time_budget_s,
+                 "checkpoint_every": self.checkpoint_every, "seed": self.seed, "resume": self.resume})
 
 
 class MixSpec(_Strict):
@@ -224,10 +404,45 @@ class VariantsRequest(_Strict):
         return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation
 
 
+EVAL_STYLE_SEED_STRIDE = 2**20  # evaluation's render seeds: style k's images start at k·2**20
+
+
+class EvalConfig(_Strict):
+    """Settings of one evaluation (unknown fields are errors)."""
+
+    model: str = Field(description="Model URI (local path or s3://).")
+    data: str = Field(description="Prepared dataset URI.")
+    split: str = Field("val", description="Real images to compare with: val (default) or train.")
+    n_per_style: int = Field(1000, ge=2, lt=EVAL_STYLE_SEED_STRIDE,
+                             description="At most this many real images per style; as many are generated.")
+    truncation: float = Field(1.0, ge=0.0, le=2.0)
+    seed: int = Field(0, ge=0, lt=256, description="Seeds rendering, KID subsets and the style classifier.")
+    extractor: ExtractorName = "auto"
+    inception_weights: str | None = None
+    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
+    max_train: int = Field(20_000, ge=2, description="Training images for the classifier and the memorisation audit.")
+    kid_subsets: int = Field(100, ge=1)
+    kid_subset_size: int = Field(1000, ge=2)
+    pr_k: int = Field(3, ge=1, description="k of the k-NN radii for precision/recall (paper: 3).")
+    dc_k: int = Field(5, ge=1, description="k for density/coverage (paper: 5).")
+    memorisation_quantile: float = Field(0.05, gt=0.0, lt=0.5)
+    memorisation_flag_ratio: float = Field(2.0, ge=1.0)
+    memorisation_relative_k: int = Field(50, ge=0, description="Near-copy measure: distance to the nearest "
+                                         "training image over the mean to the k nearest (0: absolute distance).")
+    worst_pairs: int = Field(16, ge=1, le=256)
+    classifier_steps: int = Field(300, ge=1, description="Optimisation steps (batches of 128) of the style classifier.")
+
+
 class ServeConfig(_Strict):
-    model: str
-    max_batch_size: int = Field(16, ge=1, le=1024)
-    batch_wait_timeout_s: float = Field(0.02, ge=0.0, le=5.0)
-    num_replicas: int = Field(1, ge=1)
-    num_gpus: float = Field(0.0, ge=0.0)
-    num_cpus: float = Field(1.0, gt=0.0)
+    """``ray-gan serve``: the HTTP endpoint (Ray Serve)."""
+
+    model: str = Field(description="Model URI.")
+    host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
+    port: int = Field(8000, ge=1, le=65535)
+    max_batch_size: int = Field(16, ge=1, le=1024, description="Requests merged into one batched call.")
+    batch_wait_timeout_s: float = Field(0.02, ge=0.0, le=5.0, description="How long a batch waits to fill.")
+    num_replicas: int = Field(1, ge=1, description="StyleGenerator replicas.", json_schema_extra={"cli": "--replicas"})
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per StyleGenerator replica.",
+                            json_schema_extra={"cli": "--gpus-per-replica"})
+    num_cpus: float = Field(1.0, gt=0.0, description="CPUs per StyleGenerator replica.",
+                            json_schema_extra={"cli": "--cpus-per-replica"})

@@ -27,7 +27,7 @@ def run_demo(workdir: str = "ray-gan-demo", train_seconds: float = 180.0) -> dic
     counts = write_demo_data(lambda key, data: storage.write_bytes(storage.join(raw, key), data), per_style=300)
     print(f"demo: wrote {sum(counts.values())} demo images in {len(counts)} styles → {raw}")
     prepare(PrepareConfig(src=raw, dst=dataset, resolution=32, val_fraction=0.1, seed=0))
-    result = train(TrainConfig(dataset=dataset, out=model, arch="dcgan", workers=2, steps=DEMO_STEPS,
+    result = train(TrainConfig.from_flat(dataset=dataset, out=model, arch="dcgan", workers=2, steps=DEMO_STEPS,
                                batch_size=32, checkpoint_every=250, log_every=50, time_budget_s=train_seconds,
                                g_channels=32, d_channels=32, resume=True))
     # One batch output per model step: a re-run that trained further is a new job.

@@ -26,15 +26,15 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from ray_gan import storage
 from ray_gan.checkpoint import ModelInfo
+from ray_gan.config import EVAL_STYLE_SEED_STRIDE, EvalConfig
 from ray_gan.data.dataset import read_dataset_info
 from ray_gan.data.images import encode_png
 from ray_gan.evaluate import metrics
 from ray_gan.evaluate.classifier import accuracy, train_style_classifier
-from ray_gan.evaluate.features import ExtractorName, make_extractor
+from ray_gan.evaluate.features import make_extractor
 from ray_gan.evaluate.memorisation import NearCopyAudit, audit_near_copies, pixel_vectors, worst_pairs_png
 from ray_gan.evaluate.realdata import RealImages, read_split, style_mapping
 from ray_gan.evaluate.report import (AuditResult, ClassifierResult, DistanceSummary, EvalReport, ExtractorInfo,
@@ -47,43 +47,14 @@ LATEST_JSON = "latest.json"
 # jobs, different per style (so samples are independent across styles) and per run seed.
 EVAL_SEED_BASE = 2**40
 _SEED_RUN_STRIDE = 2**32
-_SEED_STYLE_STRIDE = 2**20
 SEED_RULE = "seed(style k, image i) = 2**40 + seed * 2**32 + k * 2**20 + i"
 GRID_COLS = 8
 GRID_GENERATED = 32
 GRID_REAL = 16
 
 
-class EvalConfig(BaseModel):
-    """Settings of one evaluation (unknown fields are errors)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    model: str = Field(description="Model URI (local path or s3://).")
-    data: str = Field(description="Prepared dataset URI.")
-    split: str = Field("val", description="Real images to compare with: val (default) or train.")
-    n_per_style: int = Field(1000, ge=2, lt=_SEED_STYLE_STRIDE,
-                             description="At most this many real images per style; as many are generated.")
-    truncation: float = Field(1.0, ge=0.0, le=2.0)
-    seed: int = Field(0, ge=0, lt=256, description="Seeds rendering, KID subsets and the style classifier.")
-    extractor: ExtractorName = "auto"
-    inception_weights: str | None = None
-    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
-    max_train: int = Field(20_000, ge=2, description="Training images for the classifier and the memorisation audit.")
-    kid_subsets: int = Field(100, ge=1)
-    kid_subset_size: int = Field(1000, ge=2)
-    pr_k: int = Field(3, ge=1, description="k of the k-NN radii for precision/recall (paper: 3).")
-    dc_k: int = Field(5, ge=1, description="k for density/coverage (paper: 5).")
-    memorisation_quantile: float = Field(0.05, gt=0.0, lt=0.5)
-    memorisation_flag_ratio: float = Field(2.0, ge=1.0)
-    memorisation_relative_k: int = Field(50, ge=0, description="Near-copy measure: distance to the nearest "
-                                         "training image over the mean to the k nearest (0: absolute distance).")
-    worst_pairs: int = Field(16, ge=1, le=256)
-    classifier_steps: int = Field(300, ge=1, description="Optimisation steps (batches of 128) of the style classifier.")
-
-
 def render_seed(run_seed: int, style: int, i: int) -> int:
-    return EVAL_SEED_BASE + run_seed * _SEED_RUN_STRIDE + style * _SEED_STYLE_STRIDE + i
+    return EVAL_SEED_BASE + run_seed * _SEED_RUN_STRIDE + style * EVAL_STYLE_SEED_STRIDE + i
 
 
 def eval_uri(model_uri: str, split: str, step: int) -> str:
@@ -112,17 +83,13 @@ def _optional(fn: Callable[[], Any], enough: bool) -> Any:
     return fn() if enough else None
 
 
-def evaluate_model(model_uri: str, data_uri: str, split: str = "val", n_per_style: int = 1000,
-                   truncation: float = 1.0, seed: int = 0, extractor: ExtractorName = "auto",
-                   inception_weights: str | None = None, device: str | None = None,
-                   log: Callable[[str], None] = print, **settings: Any) -> EvalReport:
-    """Evaluate ``model_uri`` on ``split`` of ``data_uri``; write the report; return it.
+def evaluate_model(model_uri: str, data_uri: str, log: Callable[[str], None] = print, **settings: Any) -> EvalReport:
+    """Evaluate ``model_uri`` on a split of ``data_uri``; write the report; return it.
 
-    Further :class:`EvalConfig` fields (``max_train``, ``kid_subsets``, …) go in ``settings``.
+    ``settings`` are further :class:`~ray_gan.config.EvalConfig` fields (``split``,
+    ``n_per_style``, ``kid_subsets``, …); unset ones take its defaults.
     """
-    cfg = EvalConfig(model=model_uri, data=data_uri, split=split, n_per_style=n_per_style, truncation=truncation,
-                     seed=seed, extractor=extractor, inception_weights=inception_weights, device=device, **settings)
-    return run_evaluation(cfg, log)
+    return run_evaluation(EvalConfig(model=model_uri, data=data_uri, **settings), log)
 
 
 class ImageSource(Protocol):

@@ -28,14 +28,14 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ExtractorName = Literal["auto", "inception", "random-cnn"]
+from ray_gan.config import ExtractorName
+
 INCEPTION_WEIGHTS_ENV = "RAY_GAN_INCEPTION_WEIGHTS"
 
 RANDOM_CNN_SEED = 0

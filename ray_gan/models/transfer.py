@@ -1,5 +1,5 @@
-"""Moving weights between models whose style lists differ (fine-tuning a base model
-onto a new style's dataset).
+"""Pure state-dict transforms between models whose style lists differ (used by fine-tuning,
+:mod:`ray_gan.train.finetune`, and blending, :mod:`ray_gan.style_weights.blend`).
 
 Every architecture names its *style tables*: state-dict entries whose row ``i`` belongs
 to style ``i`` (label embeddings, per-style BN gains, per-style mean latents). Rows are
@@ -19,8 +19,6 @@ from fnmatch import fnmatch
 import torch
 from torch import nn
 
-from ray_gan import checkpoint as ckpt
-from ray_gan import storage
 
 
 def _matches(module: nn.Module, name: str, attr: str) -> bool:
@@ -68,35 +66,4 @@ def transfer_state(module: nn.Module, base_state: dict[str, torch.Tensor], base_
     return counts
 
 
-def init_from_base(G: nn.Module, D: nn.Module, init: dict, styles: list[str]) -> dict[str, dict[str, int]]:
-    """``init``: ``{"checkpoint": URI, "styles": [...]}`` of the base model (see
-    :func:`ray_gan.train.trainer.finetune`). G starts from the base's EMA generator.
-    Returns :func:`transfer_state`'s counts for G and D."""
-    from safetensors.torch import load as st_load
-
-    cdir, base_styles = init["checkpoint"], list(init["styles"])
-    d_state = ckpt.read_discriminator_state(cdir)
-    if d_state is None:
-        raise ValueError(f"{init['model']} has no discriminator weights (a generator-only model): "
-                         "fine-tuning needs a model with a discriminator")
-    return {"generator": transfer_state(G, st_load(storage.read_bytes(storage.join(cdir, "generator_ema.safetensors"))),
-                                        base_styles, styles),
-            "discriminator": transfer_state(D, d_state, base_styles, styles)}
-
-
-def freeze_input_layers(D: nn.Module, n: int) -> int:
-    """FreezeD (Mo et al. 2020, "Freeze the Discriminator"): hold the first ``n`` of D's
-    input-side layers (``D.input_layers()``) at their current weights, so fine-tuning on a
-    few hundred images adapts only the layers above them and the heads. Returns the number
-    of parameter tensors frozen; a clear error when D has fewer such layers."""
-    layers = D.input_layers()
-    if n > len(layers):
-        raise ValueError(f"freeze_d {n}: this discriminator has {len(layers)} input-side layers to freeze "
-                         f"(its heads always train)")
-    frozen = [p for layer in layers[:n] for p in layer.parameters()]
-    for p in frozen:
-        p.requires_grad_(False)
-    return len(frozen)
-
-
-__all__ = ["transfer_state", "init_from_base", "is_style_table", "freeze_input_layers"]
+__all__ = ["transfer_state", "is_style_table"]

@@ -199,10 +199,10 @@ def build_app(args: dict) -> serve.Application:
     return VariantsAPI.bind(generator)
 
 
-def run_server(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, blocking: bool = True) -> None:
-    """``ray-gan serve``: start Serve on (host, port) and deploy the app as ``ray-gan``."""
+def run_server(cfg: ServeConfig, blocking: bool = True) -> None:
+    """``ray-gan serve``: start Serve on ``cfg.host``:``cfg.port`` and deploy the app as ``ray-gan``."""
     from ray_gan.runtime import init_ray
 
     init_ray()
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(cfg.model_dump()), name="ray-gan", route_prefix="/", blocking=blocking)

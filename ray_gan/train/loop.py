@@ -26,12 +26,13 @@ import torch.nn.functional as F
 
 from ray_gan import checkpoint as ckpt
 from ray_gan import storage
-from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.config import ModelConfig, RunSettings, TrainConfig
 from ray_gan.generate.render import from_uint8, latents_from_seeds, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.stylegan import same_style_packs
-from ray_gan.models.transfer import init_from_base
-from ray_gan.train.step import GANStep
+from ray_gan.train.finetune import freeze_input_layers, init_from_base
+from ray_gan.train.plan import RunPlan
+from ray_gan.train.step import GANStep, d_fake_term, d_real_term
 
 SAMPLE_COLS = 8
 MAX_SAMPLE_STYLES = 16
@@ -46,9 +47,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    cfg = TrainConfig(**config["train"])
-    mcfg = ModelConfig(**config["model"])
-    meta: dict = config["meta"]
+    plan = RunPlan.model_validate(config["plan"])
+    cfg, mcfg, run = plan.train, plan.model, plan.train.run
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -60,48 +60,48 @@ def train_loop_per_worker(config: dict) -> None:
     log = logger.info if rank == 0 else (lambda msg: None)
 
     # ---- models and optimisers -------------------------------------------------------
-    torch.manual_seed(cfg.seed)  # same init everywhere (rank 0 is broadcast anyway)
+    torch.manual_seed(run.seed)  # same init everywhere (rank 0 is broadcast anyway)
     G = build_generator(mcfg).to(device)
     D = build_discriminator(mcfg).to(device)
-    if meta.get("init_from") and meta.get("resume_step") is None:  # fine-tuning: start from the base's weights
-        counts = init_from_base(G, D, meta["init_from"], meta["styles"])
+    if plan.init_from is not None and plan.resume_step is None:  # fine-tuning: start from the base's weights
+        counts = init_from_base(G, D, plan.init_from.checkpoint, plan.init_from.styles, plan.styles)
         fresh = counts["discriminator"]["initialised"] + counts["generator"]["initialised"]
         if fresh:
             log(f"fine-tune: {fresh} tensor(s) the base model lacks (a head added after it was trained) start fresh")
+    if cfg.freeze_d:  # FreezeD: the held layers get no gradients and no optimiser state
+        freeze_input_layers(D, cfg.freeze_d)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world, distributed)
     step = 0
     history: list[dict] = []
 
     # ---- resume ---------------------------------------------------------------------
-    start = meta.get("resume_step")
+    start = plan.resume_step
     if start is not None:
-        cdir = ckpt.checkpoint_uri(cfg.out, start)
-        ckpt.load_state_dict_bytes(G, storage.read_bytes(storage.join(cdir, "generator.safetensors")))
-        ckpt.load_state_dict_bytes(G_ema, storage.read_bytes(storage.join(cdir, "generator_ema.safetensors")))
-        ckpt.load_state_dict_bytes(D, storage.read_bytes(storage.join(cdir, ckpt.DISCRIMINATOR_FILE)))
-        stepper.load_optimizer_state(ckpt.load_torch_state(storage.read_bytes(storage.join(cdir, "optimizer.pt"))))
-        rng_uri = storage.join(cdir, f"rng-rank-{rank}.pt")
-        if storage.exists(rng_uri):  # absent when resuming with more workers than before
-            rng = ckpt.load_torch_state(storage.read_bytes(rng_uri))
-            torch.set_rng_state(rng["cpu"])
-            if device.type == "cuda" and "cuda" in rng:
-                torch.cuda.set_rng_state(rng["cuda"], device)
+        state = ckpt.read_training_state(cfg.out, start, rank)  # every weights file sha256-checked
+        G.load_state_dict(state.generator)
+        G_ema.load_state_dict(state.generator_ema)
+        D.load_state_dict(state.discriminator)
+        stepper.load_optimizer_state(state.optimizer)
+        if state.rng is not None:  # None when resuming with more workers than before
+            torch.set_rng_state(state.rng["cpu"])
+            if device.type == "cuda" and "cuda" in state.rng:
+                torch.cuda.set_rng_state(state.rng["cuda"], device)
         else:
-            torch.manual_seed(cfg.seed * 1000 + rank + start)
-        step = int(start)
-        history = list(storage.read_json(storage.join(cdir, ckpt.MODEL_JSON)).get("history", []))
-        log(f"train: resumed from step {step} ({cdir})")
+            torch.manual_seed(run.seed * 1000 + rank + start)
+        step, history = int(start), state.history
+        log(f"train: resumed from step {step} ({ckpt.checkpoint_uri(cfg.out, start)})")
     else:
-        torch.manual_seed(cfg.seed * 1000 + rank + 1)  # different noise per worker
+        torch.manual_seed(run.seed * 1000 + rank + 1)  # different noise per worker
     if distributed:
         for module in (G, D, G_ema):
             for t in list(module.parameters()) + list(module.buffers()):
                 dist.broadcast(t.data, src=0)
 
     # ---- data -----------------------------------------------------------------------
-    batches = _batches(ray.train.get_dataset_shard("train"), cfg, meta, rank, world, device, distributed)
-    val_images = _ValidationImages(meta.get("val_shards", []), cfg.val_batches * cfg.batch_size) if rank == 0 else None
+    batches = _batches(ray.train.get_dataset_shard("train"), plan, rank, world, device, distributed)
+    batch_size = cfg.scaling.batch_size
+    val_images = _ValidationImages(plan.val_shards, run.val_batches * batch_size) if rank == 0 else None
 
     def to_input(images: torch.Tensor) -> torch.Tensor:
         return from_uint8(images, device, mcfg.channels, mcfg.resolution)
@@ -109,14 +109,14 @@ def train_loop_per_worker(config: dict) -> None:
     # ---- loop -----------------------------------------------------------------------
     t_start = t_log = t_ckpt = time.time()
     step_at_log = step_at_ckpt = step
-    imgs_per_step = cfg.batch_size * world
+    imgs_per_step = batch_size * world
     stop = False
     # Sums of the per-step (d_loss, g_loss, D's loss on training reals) and their step
     # counts: one step's losses are noise, so the log line shows their mean since the
     # last line and the history since the last checkpoint.
     log_sum, log_n = np.zeros(3), 0
     ckpt_sum, ckpt_n = np.zeros(3), 0
-    while step < cfg.steps and not stop:
+    while step < run.steps and not stop:
         images, styles = next(batches)
         x_real, y = to_input(images), styles.to(device)
 
@@ -125,7 +125,7 @@ def train_loop_per_worker(config: dict) -> None:
 
         # Losses agreed across workers, in one all_reduce and one device→host copy per
         # step: every worker takes the same stop decision.
-        stats = torch.cat([stats.double(), torch.tensor([float(time_up(cfg, t_start))], dtype=torch.float64, device=device)])
+        stats = torch.cat([stats.double(), torch.tensor([float(time_up(run, t_start))], dtype=torch.float64, device=device)])
         if distributed:
             dist.all_reduce(stats)
             stats[:3] /= world
@@ -134,20 +134,20 @@ def train_loop_per_worker(config: dict) -> None:
         log_sum += (d_val, g_val, d_real_val)
         ckpt_sum += (d_val, g_val, d_real_val)
         log_n, ckpt_n = log_n + 1, ckpt_n + 1
-        if not (math.isfinite(d_val) and math.isfinite(g_val)) or max(abs(d_val), abs(g_val)) > cfg.max_loss:
-            raise _diverged(step, cfg, history, f"d_loss={d_val:.4g} g_loss={g_val:.4g} (limit {cfg.max_loss})")
+        if not (math.isfinite(d_val) and math.isfinite(g_val)) or max(abs(d_val), abs(g_val)) > run.max_loss:
+            raise _diverged(step, cfg, history, f"d_loss={d_val:.4g} g_loss={g_val:.4g} (limit {run.max_loss})")
 
-        if step % cfg.log_every == 0 or step == cfg.steps or stop:
+        if step % run.log_every == 0 or step == run.steps or stop:
             now = time.time()
             rate = (step - step_at_log) * imgs_per_step / max(now - t_log, 1e-9)
             d_mean, g_mean, _ = log_sum / log_n
-            log(f"step {step}/{cfg.steps} | {rate:.1f} img/s | d_loss {d_mean:.4f} g_loss {g_mean:.4f} | "
-                f"{_time_left(cfg, step, imgs_per_step / max(rate, 1e-9), now - t_start)}")
+            log(f"step {step}/{run.steps} | {rate:.1f} img/s | d_loss {d_mean:.4f} g_loss {g_mean:.4f} | "
+                f"{_time_left(run, step, imgs_per_step / max(rate, 1e-9), now - t_start)}")
             t_log, step_at_log, log_sum, log_n = now, step, np.zeros(3), 0
 
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+        if step % run.checkpoint_every == 0 or step == run.steps or stop:
             if rank == 0:  # G_ema's BatchNorm statistics for its own weights (what is saved and scored)
-                stepper.standing_statistics(seed=cfg.seed + step)
+                stepper.standing_statistics(seed=run.seed + step)
             val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
             _check_finite(step, cfg, G, D, distributed, device, history)
             rate = (step - step_at_ckpt) * imgs_per_step / max(time.time() - t_ckpt, 1e-9)
@@ -156,14 +156,14 @@ def train_loop_per_worker(config: dict) -> None:
                      "d_train_real_loss": d_real_mean, **val}
             ckpt_sum, ckpt_n = np.zeros(3), 0
             history.append(entry)
-            _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, history, distributed, device)
+            _save_checkpoint(plan, step, rank, world, G, G_ema, D, stepper, history, distributed, device)
             if val.get("d_val_real_loss") is not None:
                 log(f"checkpoint step {step}: D loss on val reals {val['d_val_real_loss']:.4f} "
                     f"(train reals {entry['d_train_real_loss']:.4f}) → {ckpt.checkpoint_uri(cfg.out, step)}")
             ray.train.report({k: v for k, v in entry.items() if v is not None})
             t_ckpt, step_at_ckpt = time.time(), step
-    if stop and step < cfg.steps:
-        log(f"train: time budget of {cfg.time_budget_s:.0f}s reached at step {step}; resume with --resume")
+    if stop and step < run.steps:
+        log(f"train: time budget of {run.time_budget_s:.0f}s reached at step {step}; resume with --resume")
 
 
 def _check_finite(step: int, cfg: TrainConfig, G, D, distributed: bool, device, history: list[dict]) -> None:
@@ -184,11 +184,11 @@ def _diverged(step: int, cfg: TrainConfig, history: list[dict], why: str) -> Div
     )
 
 
-def time_up(cfg: TrainConfig, t_start: float) -> bool:
-    return cfg.time_budget_s is not None and time.time() - t_start >= cfg.time_budget_s
+def time_up(run: RunSettings, t_start: float) -> bool:
+    return run.time_budget_s is not None and time.time() - t_start >= run.time_budget_s
 
 
-def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device, distributed: bool
+def _batches(shard, plan: RunPlan, rank: int, world: int, device, distributed: bool
              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless (uint8 images NHWC, styles) batches of this worker's shard.
 
@@ -197,8 +197,9 @@ def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device,
     otherwise every epoch streams. Workers agree on epoch ends, so none waits forever
     in an all_reduce for a worker that ran out of data.
     """
-    per_worker = meta["train_count"] / world
-    cache: list | None = [] if per_worker * meta["image_bytes"] <= CACHE_LIMIT_BYTES else None
+    seed, batch_size = plan.train.run.seed, plan.train.scaling.batch_size
+    per_worker = plan.train_count / world
+    cache: list | None = [] if per_worker * plan.image_bytes <= CACHE_LIMIT_BYTES else None
     epoch = 0
     while True:
         if cache is not None and epoch > 0:
@@ -206,15 +207,15 @@ def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device,
             n = torch.tensor([len(images)], dtype=torch.long, device=device)
             if distributed:
                 dist.all_reduce(n, op=dist.ReduceOp.MIN)
-            g = torch.Generator().manual_seed(cfg.seed * 7919 + rank * 104729 + epoch)
+            g = torch.Generator().manual_seed(seed * 7919 + rank * 104729 + epoch)
             perm = torch.randperm(len(images), generator=g)[: int(n)]
-            for i in range(0, len(perm) - cfg.batch_size + 1, cfg.batch_size):
-                idx = perm[i : i + cfg.batch_size]
+            for i in range(0, len(perm) - batch_size + 1, batch_size):
+                idx = perm[i : i + batch_size]
                 yield images[idx], styles[idx]
         else:
-            it = iter(shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True, device="cpu",
-                                               local_shuffle_buffer_size=min(4 * cfg.batch_size, 1024),
-                                               local_shuffle_seed=cfg.seed + rank + epoch))
+            it = iter(shard.iter_torch_batches(batch_size=batch_size, drop_last=True, device="cpu",
+                                               local_shuffle_buffer_size=min(4 * batch_size, 1024),
+                                               local_shuffle_seed=seed + rank + epoch))
             while True:
                 batch = next(it, None)
                 missing = torch.tensor([1.0 if batch is None else 0.0], device=device)
@@ -282,60 +283,46 @@ def _d_losses(D, G_ema, data, to_input, mcfg: ModelConfig, cfg: TrainConfig, dev
     order = same_style_packs(styles, pack)  # whole packs of one style (all images, in order, unpacked)
     if len(order) == 0:
         return {"d_val_real_loss": None}
-    chunk = max(pack, cfg.batch_size // pack * pack)
+    chunk = max(pack, cfg.scaling.batch_size // pack * pack)
+    loss = cfg.optim.loss  # the run's own loss, so val and train losses compare
     real = 0.0
     for i in range(0, len(order), chunk):
         idx = order[i : i + chunk]
-        real += F.softplus(-D(to_input(images[idx]), styles[idx].to(device))).sum().item()
+        real += d_real_term(D(to_input(images[idx]), styles[idx].to(device)), loss).sum().item()
     y = styles[order].to(device)
     z = torch.randn(len(y), mcfg.z_dim, device=device)
-    fake = F.softplus(D(G_ema(z, y), y)).mean().item()
+    fake = d_fake_term(D(G_ema(z, y), y), loss).mean().item()
     return {"d_val_real_loss": real / (len(order) // pack), "d_val_fake_loss": fake}
 
 
-def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, history, distributed,
+def _save_checkpoint(plan: RunPlan, step, rank, world, G, G_ema, D, stepper, history, distributed,
                      device) -> None:
     """Rank 0 writes weights and optimiser state, every rank its RNG; ``model.json``
     last, after a barrier, so a checkpoint is either complete or invisible."""
-    cdir = ckpt.checkpoint_uri(cfg.out, step)
+    cfg, out = plan.train, plan.train.out
     rng = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
-    storage.write_bytes(storage.join(cdir, f"rng-rank-{rank}.pt"), ckpt.torch_state_bytes(rng))
+    ckpt.write_rng_state(out, step, rank, rng)
     if rank == 0:
-        g_bytes, ema_bytes, d_bytes = (ckpt.state_dict_bytes(m) for m in (G, G_ema, D))
-        storage.write_bytes(storage.join(cdir, "generator.safetensors"), g_bytes)
-        storage.write_bytes(storage.join(cdir, "generator_ema.safetensors"), ema_bytes)
-        storage.write_bytes(storage.join(cdir, ckpt.DISCRIMINATOR_FILE), d_bytes)
-        storage.write_bytes(storage.join(cdir, "optimizer.pt"),
-                            ckpt.torch_state_bytes(stepper.optimizer_state()))
-        grid = _sample_grid(G_ema, mcfg, device)
-        storage.write_bytes(storage.join(cfg.out, "samples", f"{ckpt.checkpoint_name(step)}.png"), grid)
+        digests = ckpt.write_training_files(out, step, G, G_ema, D, stepper.optimizer_state(),
+                                            _sample_grid(G_ema, plan.model, device))
     if distributed:
         dist.barrier()
     if rank == 0:
-        doc = {
-            "schema_version": ckpt.SCHEMA_VERSION,
-            "step": step,
-            "checkpoint": ckpt.checkpoint_name(step),
-            "model_config": mcfg.model_dump(),
-            "styles": meta["styles"],
-            "resolution": mcfg.resolution,
-            "dataset": {"uri": meta["dataset_uri"], "checksum": meta["dataset_checksum"]},
-            "train_config": cfg.model_dump(exclude={"resume"}),
+        ckpt.publish_checkpoint(out, step, {
+            "model_config": plan.model.model_dump(),
+            "styles": plan.styles,
+            "resolution": plan.model.resolution,
+            "dataset": {"uri": plan.dataset_uri, "checksum": plan.dataset_checksum},
+            "train_config": cfg.model_dump(exclude={"run": {"resume"}}),
             "hyperparameters": stepper.hp,
-            "init_from": meta.get("init_from"),
+            "init_from": plan.init_from.model_dump() if plan.init_from else None,
             "workers": world,
-            "weights_sha256": {
-                "generator": ckpt.sha256_hex(g_bytes),
-                "generator_ema": ckpt.sha256_hex(ema_bytes),
-                "discriminator": ckpt.sha256_hex(d_bytes),
-            },
-            "sample_grid": f"samples/{ckpt.checkpoint_name(step)}.png",
+            "weights_sha256": digests,
+            "sample_grid": ckpt.sample_grid_path(step),
             "history": history,
-        }
-        storage.write_json(storage.join(cdir, ckpt.MODEL_JSON), doc)
-        storage.write_json(storage.join(cfg.out, ckpt.MODEL_JSON), doc)
+        })
     if distributed:
         dist.barrier()
 
@@ -351,12 +338,12 @@ def _sample_grid(G_ema, mcfg: ModelConfig, device) -> bytes:
     return encode_png(make_grid(to_uint8(x), cols=SAMPLE_COLS))
 
 
-def _time_left(cfg: TrainConfig, step: int, s_per_step: float, elapsed: float) -> str:
+def _time_left(run: RunSettings, step: int, s_per_step: float, elapsed: float) -> str:
     """"ETA 4m10s" from the steps still to run or, when the time budget ends the run
     first, "budget left 3m00s" (a budgeted run's step limit is often just a cap)."""
-    by_steps = (cfg.steps - step) * s_per_step
-    if cfg.time_budget_s is not None and cfg.time_budget_s - elapsed < by_steps:
-        return f"budget left {_fmt_duration(max(cfg.time_budget_s - elapsed, 0.0))}"
+    by_steps = (run.steps - step) * s_per_step
+    if run.time_budget_s is not None and run.time_budget_s - elapsed < by_steps:
+        return f"budget left {_fmt_duration(max(run.time_budget_s - elapsed, 0.0))}"
     return f"ETA {_fmt_duration(by_steps)}"
 
 

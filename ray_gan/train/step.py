@@ -47,41 +47,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ray_gan.config import ModelConfig, TrainConfig
-from ray_gan.models.stylegan import min_batch_for_packs, same_style_packs
-from ray_gan.models.transfer import freeze_input_layers
+from ray_gan.models.stylegan import same_style_packs
 from ray_gan.train.augment import diff_augment
 
-# Defaults per architecture (optimisers: DCGAN paper; StyleGAN2 paper), used where the
-# train config leaves them unset. The style loss needs D's style head (stylegan).
-ARCH_DEFAULTS: dict[str, dict[str, float]] = {
-    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "style_loss": 1.0},
-    "dcgan": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0},
-    "vanilla": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0},
-}
+def d_real_term(logits: torch.Tensor, loss: str) -> torch.Tensor:
+    """D's per-sample loss on real images: ``softplus(-D(x))`` (non-saturating) or ``relu(1 - D(x))`` (hinge)."""
+    return F.relu(1 - logits) if loss == "hinge" else F.softplus(-logits)
 
 
-def resolve_hyperparameters(cfg: TrainConfig, mcfg: ModelConfig, world: int) -> dict[str, float]:
-    """The optimiser settings, R1 and style-loss weights and EMA decay a run actually uses
-    (config, else arch defaults); recorded in model.json."""
-    out = {k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in ARCH_DEFAULTS[mcfg.arch].items()}
-    out["ema_decay"] = cfg.ema_decay
-    if out["style_loss"] and (mcfg.arch != "stylegan" or not mcfg.conditional or mcfg.num_styles < 2):
-        if cfg.style_loss:
-            raise ValueError("style_loss needs a conditional stylegan with two or more styles "
-                             f"(got arch={mcfg.arch}, {mcfg.num_styles} style(s))")
-        out["style_loss"] = 0.0
-    needed = min_batch_for_packs(mcfg.pack, mcfg.num_styles)
-    if mcfg.pack > 1 and cfg.batch_size < needed:
-        raise ValueError(f"batch_size {cfg.batch_size} is too small for discriminator packs of {mcfg.pack} over "
-                         f"{mcfg.num_styles} styles: raise it to at least {needed} (a new "
-                         "model can also take a smaller --pack)")
-    if cfg.r1_gamma is not None:
-        out["r1_gamma"] = cfg.r1_gamma
-    elif mcfg.arch == "stylegan":  # StyleGAN2-ADA's heuristic: γ = 0.0002·res²/global batch
-        out["r1_gamma"] = 0.0002 * mcfg.resolution**2 / (cfg.batch_size * world)
-    else:
-        out["r1_gamma"] = 0.0
-    return out
+def d_fake_term(logits: torch.Tensor, loss: str) -> torch.Tensor:
+    """D's per-sample loss on fakes: ``softplus(D(G(z)))`` or ``relu(1 + D(G(z)))``."""
+    return F.relu(1 + logits) if loss == "hinge" else F.softplus(logits)
 
 
 class GANStep:
@@ -92,20 +68,19 @@ class GANStep:
                  device: torch.device, world: int = 1, distributed: bool = False) -> None:
         self.G, self.D, self.G_ema, self.mcfg, self.cfg = G, D, G_ema, mcfg, cfg
         self.device, self.world, self.distributed = device, world, distributed
-        self.hp = resolve_hyperparameters(cfg, mcfg, world)
-        lazy = self.hp["r1_gamma"] > 0 and cfg.r1_every > 1
-        c = cfg.r1_every / (cfg.r1_every + 1) if lazy else 1.0
+        self.hp = cfg.hyperparameters(mcfg, world)
+        opt = cfg.optim
+        lazy = self.hp["r1_gamma"] > 0 and opt.r1_every > 1
+        c = opt.r1_every / (opt.r1_every + 1) if lazy else 1.0
         self.opt_g = torch.optim.Adam(G.parameters(), lr=self.hp["lr_g"], betas=(self.hp["beta1"], self.hp["beta2"]))
-        if cfg.freeze_d:  # fine-tuning with FreezeD: the held layers get no gradients and no optimiser state
-            freeze_input_layers(D, cfg.freeze_d)
         self._d_trainable = [p for p in D.parameters() if p.requires_grad]
         self.opt_d = torch.optim.Adam(self._d_trainable, lr=self.hp["lr_d"] * c,
                                       betas=(self.hp["beta1"] ** c, self.hp["beta2"] ** c))
         self.styled = hasattr(G, "mapping")
         self.style_loss = self.hp["style_loss"]
-        self.amp = cfg.amp and device.type == "cuda"
+        self.amp = opt.amp and device.type == "cuda"
         self._ema_pairs = None
-        self.memory_format = torch.channels_last if cfg.channels_last and mcfg.arch != "vanilla" else None
+        self.memory_format = torch.channels_last if opt.channels_last and mcfg.arch != "vanilla" else None
         self._formatted = False
         # Group size that lets D score reals and fakes in one call (0: never).
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
@@ -116,7 +91,7 @@ class GANStep:
         # What the step calls: the modules, or compiled wrappers sharing their parameters
         # (state dicts, checkpoints and the EMA still see the plain modules).
         self._D_fast = self._g_forward = self._mapping = self._synthesis = None
-        if cfg.compile:
+        if opt.compile:
             self._D_fast = torch.compile(D)
             if self.styled:
                 self._mapping, self._synthesis = torch.compile(G.mapping), torch.compile(G.synthesis)
@@ -128,7 +103,7 @@ class GANStep:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.cfg.augment_policy) if self.cfg.augment == "diffaugment" else x
+        return diff_augment(x, self.cfg.optim.augment_policy) if self.cfg.optim.augment == "diffaugment" else x
 
     def _fake(self, y: torch.Tensor, track_w: bool = False) -> torch.Tensor:
         z = torch.randn(y.shape[0], self.mcfg.z_dim, device=self.device)
@@ -141,7 +116,7 @@ class GANStep:
         if track_w:
             G.update_w_avg(w.detach(), y)
         ws = w[:, None].expand(-1, G.num_ws, -1)
-        if self.cfg.mixing_prob > 0 and torch.rand(()) < self.cfg.mixing_prob:
+        if self.cfg.optim.mixing_prob > 0 and torch.rand(()) < self.cfg.optim.mixing_prob:
             cutoff = int(torch.randint(1, G.num_ws, ()))
             w2 = mapping(torch.randn_like(z), y)
             ws = torch.cat([ws[:, :cutoff], w2[:, None].expand(-1, G.num_ws - cutoff, -1)], dim=1)
@@ -185,14 +160,11 @@ class GANStep:
         return x[keep], y[keep]
 
     def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.loss == "hinge":
-            real = F.relu(1 - real_logits).mean()
-            return real, real + F.relu(1 + fake_logits).mean()
-        real = F.softplus(-real_logits).mean()
-        return real, real + F.softplus(fake_logits).mean()
+        real = d_real_term(real_logits, self.cfg.optim.loss).mean()
+        return real, real + d_fake_term(fake_logits, self.cfg.optim.loss).mean()
 
     def _g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return -fake_logits.mean() if self.cfg.loss == "hinge" else F.softplus(-fake_logits).mean()
+        return -fake_logits.mean() if self.cfg.optim.loss == "hinge" else F.softplus(-fake_logits).mean()
 
     def _average_gradients(self, module: nn.Module) -> None:
         if not self.distributed:
@@ -208,8 +180,8 @@ class GANStep:
 
     # -- the step ----------------------------------------------------------------------
     def step(self, x_real: torch.Tensor, y: torch.Tensor, index: int) -> torch.Tensor:
-        G, D, cfg = self.G, self.D, self.cfg
-        r1 = self.hp["r1_gamma"] > 0 and index % cfg.r1_every == 0
+        G, D, opt = self.G, self.D, self.cfg.optim
+        r1 = self.hp["r1_gamma"] > 0 and index % opt.r1_every == 0
         if self.pack > 1:  # runs of `pack` images of one style; the fakes take the same labels
             x_real, y = self._arrange_packs(x_real, y)
         y_d = y[:: self.pack]  # one label per D output
@@ -239,7 +211,7 @@ class GANStep:
             (grad,) = torch.autograd.grad(real_logits.sum(), x_real, create_graph=True)
             # E‖∇D‖² over D's inputs (a pack's gradient is its members' together).
             penalty = grad.float().square().sum() / real_logits.shape[0]
-            d_total = d_total + 0.5 * self.hp["r1_gamma"] * cfg.r1_every * penalty
+            d_total = d_total + 0.5 * self.hp["r1_gamma"] * opt.r1_every * penalty
         self.opt_d.zero_grad(set_to_none=True)
         d_total.backward()
         self._average_gradients(D)

@@ -19,6 +19,7 @@ import requests
 import yaml
 from PIL import Image
 
+from ray_gan import checkpoint as ckpt
 from ray_gan import storage
 from ray_gan.batch.job import BatchError, read_manifest, run_batch
 from ray_gan.checkpoint import read_model_info
@@ -42,7 +43,7 @@ def s3_dataset(ray_cluster, bucket, emoji_slice_on_s3) -> dict:
 @pytest.fixture(scope="module")
 def s3_model(s3_dataset, bucket) -> str:
     out = f"s3://{bucket}/models/emoji-dcgan"
-    train(TrainConfig(dataset=s3_dataset["uri"], out=out, arch="dcgan", workers=2, steps=4, batch_size=8,
+    train(TrainConfig.from_flat(dataset=s3_dataset["uri"], out=out, arch="dcgan", workers=2, steps=4, batch_size=8,
                       checkpoint_every=2, log_every=1, g_channels=8, d_channels=8))
     return out
 
@@ -88,23 +89,22 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
     assert [h["step"] for h in info.raw["history"]] == [2, 4]
     assert info.raw["history"][-1]["d_val_real_loss"] is not None
     assert info.raw["dataset"]["checksum"] == read_dataset_info(s3_dataset["uri"]).checksum
-    for name in ("generator.safetensors", "generator_ema.safetensors", "discriminator.safetensors",
-                 "optimizer.pt", "rng-rank-0.pt", "rng-rank-1.pt"):
+    for name in (*ckpt.WEIGHTS.values(), ckpt.OPTIMIZER_FILE, ckpt.rng_file(0), ckpt.rng_file(1)):
         assert storage.exists(storage.join(info.checkpoint, name)), name
     assert storage.exists(storage.join(s3_model, "samples", "step-00000004.png"))
 
     with pytest.raises(TrainError, match="--resume"):
-        train(TrainConfig(dataset=s3_dataset["uri"], out=s3_model, arch="dcgan", workers=2, steps=6, batch_size=8))
+        train(TrainConfig.from_flat(dataset=s3_dataset["uri"], out=s3_model, arch="dcgan", workers=2, steps=6, batch_size=8))
     # a setting the arch cannot take is refused by the driver, before any Ray work
     with pytest.raises(TrainError, match="style_loss needs a conditional stylegan"):
-        train(TrainConfig(dataset=s3_dataset["uri"], out=f"{s3_model}-bad", arch="dcgan", style_loss=1.0,
+        train(TrainConfig.from_flat(dataset=s3_dataset["uri"], out=f"{s3_model}-bad", arch="dcgan", style_loss=1.0,
                           workers=2, batch_size=8))
 
     resumed = f"{s3_model}-resumed"
     # Copy the run so far, then continue it to step 6.
     for e in storage.list_files(s3_model):
         storage.write_bytes(storage.join(resumed, e.key), storage.read_bytes(storage.join(s3_model, e.key)))
-    train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, arch="dcgan", workers=2, steps=6, batch_size=8,
+    train(TrainConfig.from_flat(dataset=s3_dataset["uri"], out=resumed, arch="dcgan", workers=2, steps=6, batch_size=8,
                       checkpoint_every=2, g_channels=8, d_channels=8, resume=True))
     after = read_model_info(resumed)
     assert after.step == 6
@@ -115,7 +115,7 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
     # A loss over the divergence limit stops the run with a clear message; the last
     # good checkpoint stays the model.
     with pytest.raises(TrainError, match=r"diverged at step 7.*last good checkpoint \(step 6\)"):
-        train(TrainConfig(dataset=s3_dataset["uri"], out=resumed, arch="dcgan", workers=2, steps=10, batch_size=8,
+        train(TrainConfig.from_flat(dataset=s3_dataset["uri"], out=resumed, arch="dcgan", workers=2, steps=10, batch_size=8,
                           checkpoint_every=2, max_loss=1e-3, resume=True))
     kept = read_model_info(resumed)
     assert kept.step == 6 and kept.weights_sha256 == after.weights_sha256
@@ -205,7 +205,7 @@ def test_serve_endpoints_bad_bodies_and_metrics(s3_model, ray_cluster, get_free_
     from ray_gan.serve.app import run_server
 
     port = get_free_port()
-    run_server(ServeConfig(model=s3_model, max_batch_size=8), host="127.0.0.1", port=port, blocking=False)
+    run_server(ServeConfig(model=s3_model, max_batch_size=8, port=port), blocking=False)
     base = f"http://127.0.0.1:{port}"
     try:
         health = requests.get(f"{base}/healthz", timeout=60)

@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load as st_load
 
+from ray_gan import checkpoint as ckpt
 from ray_gan import storage
 from ray_gan.batch.job import BatchError, read_manifest, run_batch
 from ray_gan.checkpoint import load_generator, read_model_info
-from ray_gan.config import BatchJobSpec, MixSpec, PrepareConfig, TrainConfig
+from ray_gan.config import BatchJobSpec, FinetuneConfig, MixSpec, PrepareConfig, TrainConfig
 from ray_gan.data.demo import write_demo_data
 from ray_gan.data.prepare import prepare
 from ray_gan.generate.directions import compute_directions, save_directions
 from ray_gan.generate.render import Renderer
 from ray_gan.models import build_generator
+from ray_gan.style_weights.blend import blend_models
 from ray_gan.train.trainer import TrainError, finetune, train
-from ray_gan.tune.blend import blend_models
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def base(ray_cluster, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("style-weights")
     data = _dataset(root / "a", {"flat", "outline", "stripes"})
     out = str(root / "base")
-    train(TrainConfig(dataset=data, out=out, arch="stylegan", steps=4, checkpoint_every=4, **TINY))
+    train(TrainConfig.from_flat(dataset=data, out=out, arch="stylegan", steps=4, checkpoint_every=4, **TINY))
     return {"root": root, "data": data, "model": out}
 
 
@@ -60,20 +60,19 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base, untrained_m
     root = base["root"]
     data = _dataset(root / "b", {"gradient", "flat"})
     out = str(root / "child")
-    finetune(base["model"], data, out, steps=2, checkpoint_every=2, workers=2, batch_size=8, freeze_d=1)
+    finetune(FinetuneConfig(base=base["model"], data=data, out=out, steps=2, checkpoint_every=2, workers=2, batch_size=8, freeze_d=1))
     info = read_model_info(out)
     # FreezeD: D's from-RGB layer is the base's, bit for bit; the layers above it adapted
-    d_child = st_load(storage.read_bytes(storage.join(info.checkpoint, "discriminator.safetensors")))
-    d_base = st_load(storage.read_bytes(storage.join(read_model_info(base["model"]).checkpoint,
-                                                     "discriminator.safetensors")))
+    d_child = ckpt.read_state(info.checkpoint, "discriminator")
+    d_base = ckpt.read_state(read_model_info(base["model"]).checkpoint, "discriminator")
     assert torch.equal(d_child["from_rgb.weight"], d_base["from_rgb.weight"])
     assert not torch.equal(d_child["fc.weight"], d_base["fc.weight"])
     # a depth the base's D does not have is refused before any training
     with pytest.raises(TrainError, match="has 3 input-side layers"):
-        finetune(base["model"], data, str(root / "too-deep"), steps=2, workers=2, batch_size=8, freeze_d=4)
+        finetune(FinetuneConfig(base=base["model"], data=data, out=str(root / "too-deep"), steps=2, workers=2, batch_size=8, freeze_d=4))
     assert info.styles == ["flat", "gradient"]
     assert info.raw["init_from"]["model"] == read_model_info(base["model"]).uri
-    assert info.raw["train_config"]["augment"] == "diffaugment"
+    assert info.raw["train_config"]["optim"]["augment"] == "diffaugment"
     child, _ = load_generator(out)
     parent, pinfo = load_generator(base["model"])
     fresh = build_generator(info.config)
@@ -89,12 +88,12 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base, untrained_m
     # a whole-model blend carries a D (the parents' interpolated), so it fine-tunes like a trained model
     mid = blend_models(base["model"], out, str(root / "blend-mid"), alpha=0.5)
     assert mid.raw["blend"]["discriminator"] == "lerp(A, B, 0.5)"
-    finetune(mid.uri, data, str(root / "from-blend"), steps=2, checkpoint_every=2, workers=2, batch_size=8)
+    finetune(FinetuneConfig(base=mid.uri, data=data, out=str(root / "from-blend"), steps=2, checkpoint_every=2, workers=2, batch_size=8))
     assert read_model_info(str(root / "from-blend")).raw["init_from"]["model"] == mid.uri
     # a generator-only model is refused before any training, with the reason
     g_only = untrained_model(str(root / "g-only"), ["flat", "gradient"], arch="stylegan")
     with pytest.raises(TrainError, match="no discriminator weights"):
-        finetune(g_only, data, str(root / "from-g-only"), steps=2, workers=2, batch_size=8)
+        finetune(FinetuneConfig(base=g_only, data=data, out=str(root / "from-g-only"), steps=2, workers=2, batch_size=8))
 
 
 def test_batch_with_style_controls_is_reproducible_from_each_row(base):

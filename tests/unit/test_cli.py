@@ -1,4 +1,7 @@
+import argparse
+
 import pytest
+from pydantic_core import PydanticUndefined
 
 from ray_gan.cli import build_parser, main
 
@@ -8,15 +11,66 @@ def test_every_documented_subcommand_exists():
     assert {"demo-data", "prepare", "train", "generate", "batch", "serve", "demo"} <= set(sub)
 
 
-def test_train_flags_parse():
-    a = build_parser().parse_args(["train", "ds", "--out", "m", "--workers", "3", "--arch", "vanilla", "--steps", "9",
-                                   "--gpus-per-worker", "0.5", "--resume"])
-    assert (a.workers, a.arch, a.steps, a.gpus_per_worker, a.resume) == (3, "vanilla", 9, 0.5, True)
-    # the default architecture is the library's (stylegan since it won docs/benchmarks.md's quality rows)
+def test_train_flags_parse_into_the_nested_config():
+    from ray_gan.cli import _config
     from ray_gan.config import TrainConfig
 
-    default = build_parser().parse_args(["train", "ds", "--out", "m"]).arch
-    assert default == TrainConfig(dataset="ds", out="m").arch == "stylegan"
+    a = build_parser().parse_args(["train", "ds", "--out", "m", "--workers", "3", "--arch", "vanilla", "--steps", "9",
+                                   "--gpus-per-worker", "0.5", "--resume", "--no-amp", "--time-budget", "60",
+                                   "--lr-g", "0.001", "--g-channels", "8"])
+    cfg = _config(TrainConfig, a)
+    assert (cfg.scaling.workers, cfg.arch, cfg.run.steps, cfg.scaling.gpus_per_worker, cfg.run.resume) == \
+        (3, "vanilla", 9, 0.5, True)
+    assert (cfg.optim.amp, cfg.run.time_budget_s, cfg.optim.lr_g, cfg.model.g_channels) == (False, 60.0, 0.001, 8)
+
+
+# (subcommand, its config, the arguments it cannot do without, and those values by field)
+CONFIGURED = [
+    ("prepare", "PrepareConfig", ["raw", "ds"], {"src": "raw", "dst": "ds"}),
+    ("train", "TrainConfig", ["ds", "--out", "m"], {"dataset": "ds", "out": "m"}),
+    ("finetune", "FinetuneConfig", ["base", "--data", "ds", "--out", "m"], {"base": "base", "data": "ds", "out": "m"}),
+    ("serve", "ServeConfig", ["m"], {"model": "m"}),
+    ("evaluate", "EvalConfig", ["m", "--data", "ds"], {"model": "m", "data": "ds"}),
+]
+
+
+@pytest.mark.parametrize("command, model, argv, required", CONFIGURED)
+def test_every_flag_default_is_the_config_default(command, model, argv, required):
+    import ray_gan.config as config
+    from ray_gan.cli import _config
+    from ray_gan.config import leaves
+
+    cls = getattr(config, model)
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    flags = {a.dest: a for a in sub._actions}
+    # every field is on the command line (train leaves fine-tuning's two to `finetune`)
+    missing = {leaf.name for leaf in leaves(cls)} - set(flags) - ({"init_from", "freeze_d"} if command == "train" else set())
+    assert not missing, f"{command}: no flag for {sorted(missing)}"
+    # with only the required arguments, the command builds exactly the model's defaults
+    built = _config(cls, parser.parse_args([command, *argv]))
+    assert built.model_dump() == cls.from_flat(**required).model_dump()
+    # and no flag states a default of its own: its help shows the field's
+    for leaf in leaves(cls):
+        action = flags.get(leaf.name)
+        if action is None or not action.option_strings:
+            continue
+        assert action.default is argparse.SUPPRESS, f"{command} {action.option_strings[0]} restates a default"
+        if leaf.field.default not in (None, PydanticUndefined):
+            assert f"(default: {leaf.field.default})" in action.help, action.option_strings[0]
+
+
+def test_a_yaml_config_is_read_and_flags_override_it(tmp_path):
+    from ray_gan.cli import _config
+    from ray_gan.config import TrainConfig
+
+    path = tmp_path / "train.yaml"
+    path.write_text("dataset: ds\nout: m\narch: dcgan\nrun: {steps: 7, seed: 3}\noptim: {loss: hinge}\n")
+    cfg = _config(TrainConfig, build_parser().parse_args(["train", "ds", "--out", "m2", "--config", str(path),
+                                                           "--steps", "9"]))
+    assert (cfg.arch, cfg.run.steps, cfg.run.seed, cfg.optim.loss, cfg.out) == ("dcgan", 9, 3, "hinge", "m2")
+    path.write_text("dataset: ds\nout: m\nrun: {stpes: 7}\n")
+    assert main(["train", "ds", "--out", "m", "--config", str(path)]) == 2  # a typo is an error, not ignored
 
 
 def test_missing_model_is_a_clean_error(tmp_path, capsys):

@@ -20,7 +20,6 @@ def test_ranges_and_ids():
         BatchJobSpec(job_id="../etc", model="m", variants_per_style=1, output="o")
     with pytest.raises(ValidationError, match="power-of-two"):
         ModelConfig(arch="dcgan", resolution=48)
-    assert TrainConfig(dataset="d", out="o").workers == 2
 
 
 def test_vanilla_defaults_are_the_classic_mlp():
@@ -31,7 +30,6 @@ def test_vanilla_defaults_are_the_classic_mlp():
 
 def test_new_stylegan_models_have_no_noise_inputs_but_stored_ones_keep_theirs():
     from ray_gan.models import build_generator
-    from ray_gan.train.trainer import model_config_for
 
     new = ModelConfig.default_for("stylegan", num_styles=2, resolution=16)
     assert not new.noise_inputs
@@ -39,7 +37,7 @@ def test_new_stylegan_models_have_no_noise_inputs_but_stored_ones_keep_theirs():
     del stored["noise_inputs"]  # a model.json written before the option existed
     old = ModelConfig.model_validate(stored)
     assert old.noise_inputs and any("noise_strength" in k for k in build_generator(old).state_dict())
-    cfg = TrainConfig(dataset="d", out="o", arch="stylegan", noise_inputs=True)
-    assert model_config_for(cfg, ["a", "b"], 16).noise_inputs  # asked for explicitly
+    cfg = TrainConfig.from_flat(dataset="d", out="o", arch="stylegan", noise_inputs=True)
+    assert cfg.new_model_config(2, 16).noise_inputs  # asked for explicitly
     with pytest.raises(ValidationError, match="noise_inputs is a stylegan setting"):
         ModelConfig(arch="dcgan", noise_inputs=False)

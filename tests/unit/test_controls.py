@@ -127,7 +127,7 @@ def test_dcgan_interpolates_seeds_within_a_style_only(tiny_model):
 
 
 def test_blend_alpha_0_and_1_reproduce_the_parents(tmp_path, untrained_model):
-    from ray_gan.tune.blend import blend_models
+    from ray_gan.style_weights.blend import blend_models
 
     a = untrained_model(str(tmp_path / "a"), ["x", "y"], arch="stylegan", seed=1)
     b = untrained_model(str(tmp_path / "b"), ["x", "y"], arch="stylegan", seed=2)
@@ -152,7 +152,7 @@ def test_blend_alpha_0_and_1_reproduce_the_parents(tmp_path, untrained_model):
 
 @pytest.mark.parametrize("arch", ["stylegan", "dcgan"])
 def test_blend_carries_the_discriminators_so_the_blend_can_be_fine_tuned(tmp_path, untrained_model, arch):
-    from ray_gan.tune.blend import blend_models
+    from ray_gan.style_weights.blend import blend_models
 
     a = untrained_model(str(tmp_path / "a"), ["x", "y"], arch=arch, seed=1, discriminator=True)
     b = untrained_model(str(tmp_path / "b"), ["x", "y"], arch=arch, seed=2, discriminator=True)
@@ -188,7 +188,7 @@ def test_blend_carries_the_discriminators_so_the_blend_can_be_fine_tuned(tmp_pat
 
 
 def test_blend_refuses_incompatible_generators(tmp_path, untrained_model):
-    from ray_gan.tune.blend import blend_models
+    from ray_gan.style_weights.blend import blend_models
 
     a = untrained_model(str(tmp_path / "a"), ["x"], arch="stylegan", resolution=16)
     b = untrained_model(str(tmp_path / "b"), ["x"], arch="stylegan", resolution=32)

@@ -272,20 +272,20 @@ def test_evaluate_refuses_a_dataset_without_the_model_styles(tiny_model, tmp_pat
 
 
 def test_cli_evaluate(tiny_model, tiny_dataset, capsys, monkeypatch):
-    from ray_gan.cli import build_parser, main
+    from ray_gan.cli import _config, build_parser, main
+    from ray_gan.config import EvalConfig
 
     a = build_parser().parse_args(["evaluate", "m", "--data", "d", "--n-per-style", "7", "--extractor", "random-cnn",
                                    "--truncation", "0.5", "--device", "cpu"])
-    assert (a.model, a.data, a.split, a.n_per_style, a.extractor, a.truncation) == \
+    cfg = _config(EvalConfig, a)
+    assert (cfg.model, cfg.data, cfg.split, cfg.n_per_style, cfg.extractor, cfg.truncation) == \
         ("m", "d", "val", 7, "random-cnn", 0.5)
     monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
     assert main(["evaluate", tiny_model, "--data", tiny_dataset, "--extractor", "inception", "--device", "cpu"]) == 1
     assert "--inception-weights" in capsys.readouterr().err
-    import ray_gan.evaluate.evaluate as ev
-
-    fit = ev.train_style_classifier  # keep the unit test fast: 20 classifier steps instead of 300
-    monkeypatch.setattr(ev, "train_style_classifier", lambda *a, **k: fit(*a, **{**k, "steps": 20}))
-    assert main(["evaluate", tiny_model, "--data", tiny_dataset, "--n-per-style", "4", "--device", "cpu"]) == 0
+    # (20 classifier steps instead of 300 keep the unit test fast)
+    assert main(["evaluate", tiny_model, "--data", tiny_dataset, "--n-per-style", "4", "--device", "cpu",
+                 "--classifier-steps", "20"]) == 0
     out = capsys.readouterr().out
     assert "FID" in out and "near-copies" in out
     assert storage.join(tiny_model, "eval", "val-00000001", "report.json") in out

@@ -11,7 +11,8 @@ from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.stylegan import ModulatedConv2d, same_style_packs
 from ray_gan.train.augment import diff_augment
-from ray_gan.train.step import GANStep, resolve_hyperparameters
+from ray_gan.train.finetune import freeze_input_layers
+from ray_gan.train.step import GANStep
 
 
 def small(res=16, styles=3):
@@ -116,8 +117,10 @@ def _stepper(arch="stylegan", pack=1, **train):
     mc = small().model_copy(update={"pack": pack}) if arch == "stylegan" else ModelConfig(arch="dcgan", resolution=16, num_styles=3, g_channels=8,
                                                         d_channels=8)
     G, D = build_generator(mc), build_discriminator(mc)
-    return GANStep(G, D, copy.deepcopy(G).eval(), mc, TrainConfig(dataset="d", out="o", arch=arch, **train),
-                   torch.device("cpu"))
+    cfg = TrainConfig.from_flat(dataset="d", out="o", arch=arch, **train)
+    if cfg.freeze_d:  # as the training loop does before it builds the step
+        freeze_input_layers(D, cfg.freeze_d)
+    return GANStep(G, D, copy.deepcopy(G).eval(), mc, cfg, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("opts", [{}, {"loss": "hinge"}, {"augment": "diffaugment"}, {"r1_every": 1},
@@ -178,24 +181,28 @@ def test_freeze_d_holds_the_input_side_layers_and_trains_the_rest(arch):
 
 def test_freeze_d_is_for_fine_tuning_and_within_the_discriminators_depth():
     with pytest.raises(ValueError, match="for fine-tuning"):
-        TrainConfig(dataset="d", out="o", freeze_d=1)
+        TrainConfig.from_flat(dataset="d", out="o", freeze_d=1)
     depth = len(build_discriminator(small()).input_layers())
     assert depth == 3  # from-RGB and the 16 → 8 and 8 → 4 blocks
     with pytest.raises(ValueError, match="has 3 input-side layers"):
         _stepper(freeze_d=4, init_from="base-model")
 
 
+def _hp(cfg: TrainConfig, mcfg: ModelConfig, world: int) -> dict:
+    return cfg.hyperparameters(mcfg, world)
+
+
 def test_hyperparameter_defaults_per_arch():
-    hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan", batch_size=32), small(32), 2)
+    hp = _hp(TrainConfig.from_flat(dataset="d", out="o", arch="stylegan", batch_size=32), small(32), 2)
     assert hp["beta1"] == 0.0 and hp["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 64)
     assert hp["ema_decay"] == 0.999 and hp["style_loss"] == 1.0
-    hp = resolve_hyperparameters(TrainConfig(dataset="d", out="o", lr_g=1e-3), ModelConfig(num_styles=3), 1)
+    hp = _hp(TrainConfig.from_flat(dataset="d", out="o", lr_g=1e-3), ModelConfig(arch="dcgan", num_styles=3), 1)
     assert hp["lr_g"] == 1e-3 and hp["beta1"] == 0.5 and hp["r1_gamma"] == 0.0
     assert hp["ema_decay"] == 0.999 and hp["style_loss"] == 0.0  # no style head in dcgan
     # the style loss needs stylegan's style head and two or more styles: asked for elsewhere, a clear error
     with pytest.raises(ValueError, match="style_loss needs a conditional stylegan"):
-        resolve_hyperparameters(TrainConfig(dataset="d", out="o", style_loss=1.0), ModelConfig(num_styles=3), 1)
-    one_style = resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan"), small(16, styles=1), 1)
+        _hp(TrainConfig.from_flat(dataset="d", out="o", style_loss=1.0), ModelConfig(arch="dcgan", num_styles=3), 1)
+    one_style = _hp(TrainConfig.from_flat(dataset="d", out="o", arch="stylegan"), small(16, styles=1), 1)
     assert one_style["style_loss"] == 0.0  # default quietly off where there is nothing to classify
 
 
@@ -341,7 +348,7 @@ def test_packing_discriminator_scores_one_logit_per_pack_and_refuses_a_partial_p
     with pytest.raises(ValueError, match="stylegan setting"):
         ModelConfig(arch="dcgan", pack=2)
     with pytest.raises(ValueError, match="too small for discriminator packs"):
-        resolve_hyperparameters(TrainConfig(dataset="d", out="o", arch="stylegan", batch_size=5),
+        _hp(TrainConfig.from_flat(dataset="d", out="o", arch="stylegan", batch_size=5),
                                 small().model_copy(update={"pack": 2}), 1)
 
 
@@ -401,13 +408,11 @@ def test_packing_lets_d_tell_repeated_images_from_distinct_ones(pack):
 
 
 def test_training_packs_stylegan_by_default_as_far_as_a_batch_holds_every_style():
-    from ray_gan.train.trainer import default_pack, model_config_for
-
-    assert (default_pack(32, 5), default_pack(32, 16), default_pack(32, 17), default_pack(32, 1)) == (2, 2, 1, 2)
-
     def built(arch="stylegan", styles=5, **train):
-        return model_config_for(TrainConfig(dataset="d", out="o", arch=arch, **train), [str(i) for i in range(styles)],
-                                32)
+        return TrainConfig.from_flat(dataset="d", out="o", arch=arch, **train).new_model_config(styles, 32)
+
+    # packs of 2 where a worker's batch (32) holds a pack of every style
+    assert [built(styles=n).pack for n in (5, 16, 17, 1)] == [2, 2, 1, 2]
 
     assert built().pack == 2 and built(styles=17).pack == 1 and built(pack=4).pack == 4
     assert built("dcgan").pack == 1

@@ -1,9 +1,9 @@
-from ray_gan.config import TrainConfig
+from ray_gan.config import RunSettings
 from ray_gan.train.loop import _time_left
 
 
-def _cfg(**kw) -> TrainConfig:
-    return TrainConfig(dataset="d", out="o", **kw)
+def _cfg(**kw) -> RunSettings:
+    return RunSettings(**kw)
 
 
 def test_time_left_counts_steps_without_a_budget():

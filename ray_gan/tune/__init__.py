@@ -1,1 +1,0 @@
-"""Style via weights: fine-tune a base generator onto a new style, blend two generators."""
