@@ -2,7 +2,7 @@
 (``ray-gan finetune``), against training on those images from scratch, at equal
 wall-clock budget; with and without FreezeD (``--freeze-d``, Mo et al. 2020).
 
-    python bench/finetune.py --base-budget 600 --budget 240 --freeze 0,1,2
+    python -m bench.finetune --base-budget 600 --budget 240 --freeze 0,1,2
 
 The hanzi set (``../shared/datasets/hanzi-styles-64.zip``) is split by font: the base
 model trains on every font but ``--new-style`` (all their images), then each arm trains on
@@ -21,15 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from quality import SOURCES, evaluate, trained_row  # noqa: E402
+from bench.quality import SOURCES, evaluate, trained_row
 
 SHAPE = {"workers": 1, "cpus_per_worker": 2.0, "batch_size": 64}
 COLUMNS = [("steps", "{:d}"), ("images_per_s", "{:.0f}"), ("fid", "{:.2f}"), ("kid", "{:.4f}"),

@@ -1,7 +1,7 @@
 """Pipeline benchmark: each Ray stage beside a plain single-process baseline doing the
 same work, measured in the same run on the same machine.
 
-    python bench/pipeline.py [--src ../shared/datasets/emoji-styles-64.zip] [--steps 300]
+    python -m bench.pipeline [--src ../shared/datasets/emoji-styles-64.zip] [--steps 300]
 
 Stages and their baselines:
 

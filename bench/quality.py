@@ -3,11 +3,11 @@
 number of seconds on this machine, then scored by ``ray-gan evaluate`` on the
 validation split (every metric of the report).
 
-    python bench/quality.py --budget 240 --datasets demo,emoji,hanzi [--device cuda]
-    python bench/quality.py --budget 240 --reevaluate   # same models, current evaluation code
-    python bench/quality.py --budget 600 --datasets hanzi --runs 3   # three independent runs per row
-    python bench/quality.py --budget 600 --models stylegan --set pack=4 --tag pack4 --runs 3   # rows "stylegan-pack4"
-    python bench/quality.py --budget 600 --models stylegan --set model.embed_dim=128 --tag e128   # a ModelConfig field
+    python -m bench.quality --budget 240 --datasets demo,emoji,hanzi [--device cuda]
+    python -m bench.quality --budget 240 --reevaluate   # same models, current evaluation code
+    python -m bench.quality --budget 600 --datasets hanzi --runs 3   # three independent runs per row
+    python -m bench.quality --budget 600 --models stylegan --set pack=4 --tag pack4 --runs 3   # rows "stylegan-pack4"
+    python -m bench.quality --budget 600 --models stylegan --set model.embed_dim=128 --tag e128   # a ModelConfig field
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -29,13 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 SHARED = ROOT.parent / "shared" / "datasets"
 SOURCES = {"emoji": SHARED / "emoji-styles-64.zip", "hanzi": SHARED / "hanzi-styles-64.zip"}
@@ -99,7 +96,7 @@ def trained_row(out: Path) -> dict:
 
 
 def train_reference(data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
-    import reference_cdcgan as ref
+    from bench import reference_cdcgan as ref
 
     from ray_gan.data.dataset import read_dataset_info
     from ray_gan.evaluate.realdata import read_split, style_mapping
@@ -125,7 +122,7 @@ def row_key(row: dict) -> tuple:
 def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | None:
     """Score an already-trained row again with the current evaluation code (same seeds);
     None when its weights were not kept (reference rows from before they were saved)."""
-    import reference_cdcgan as ref
+    from bench import reference_cdcgan as ref
 
     out = model_dir(work, *row_key(row))
     if row["model"] == "reference":

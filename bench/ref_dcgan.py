@@ -18,8 +18,6 @@ losses and D's outputs. Run as a script it is a worker for bench/train_throughpu
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
@@ -135,8 +133,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _worker import serve, set_threads
+    from bench._worker import serve, set_threads
 
     t0 = time.perf_counter()
     set_threads(a.threads)

@@ -28,15 +28,11 @@ CPU. Nothing else of the package is replaced.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _worker import serve, set_threads  # noqa: E402
+from bench._worker import serve, set_threads
 
 
 def _import_on_cpu():

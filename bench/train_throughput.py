@@ -1,7 +1,7 @@
 """Training throughput on this machine: ray_gan's own training step beside a well-known
 reference implementation, measured in the same run, interleaved.
 
-    python bench/train_throughput.py [--rounds 5] [--steps N] [--warmup 2]
+    python -m bench.train_throughput [--rounds 5] [--steps N] [--warmup 2]
                                      [--only dcgan|stylegan] [--threads 2]
                                      [--variants memory-format,threads|all|none]
 
@@ -17,10 +17,11 @@ Comparisons (the ratio is candidate images/s over its reference's, > 1 = faster)
   timed step contains). Candidate: ``GANStep`` on the ``stylegan`` arch with the model
   config ``ray-gan train --arch stylegan`` builds.
 
-Every row is a worker process (bench/_worker.py) that is started and warmed up once,
-then the driver runs the rows round-robin, ``--rounds`` times, reversing the order every
-other round (A B C … C B A …), so load from other processes on the shared cores falls
-on every row alike. A round of a row is a whole number of its regularisation periods
+Every row is a worker process (protocol in bench/_worker.py; started as ``python -m
+bench.<worker>`` in the repository root, the reference venv's too) that is started and
+warmed up once, then the driver runs the rows round-robin, ``--rounds`` times, reversing
+the order every other round (A B C … C B A …), so load from other processes on the
+shared cores falls on every row alike. A round of a row is a whole number of its regularisation periods
 (lazy R1 every 16 steps for stylegan; the reference's gradient penalty every 4 steps)
 and lasts about ``--target-s`` seconds unless ``--steps`` fixes it.
 
@@ -68,8 +69,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # workers run from here: `-m bench.…`
 DEFAULT_REF_PYTHON = "/work/venv-sg2ref/bin/python"
 CLI_DEFAULT_STEPS = 2000  # `ray-gan train --steps` default: a realistic run for compile pay-back
 
@@ -269,7 +269,7 @@ def build_rows(a: argparse.Namespace) -> list[Row]:
         else:
             base = ["--arch", "stylegan", "--resolution", "32", "--batch", "16"]
             batch = 16
-        return Row(key, group, label, [py, os.path.join(HERE, "cand_worker.py"), *base, "--threads", str(threads),
+        return Row(key, group, label, [py, "-m", "bench.cand_worker", *base, "--threads", str(threads),
                                        *extra], batch, f"{opts}, {threads} thread{'s' if threads > 1 else ''}",
                    ref=ref)
 
@@ -277,20 +277,20 @@ def build_rows(a: argparse.Namespace) -> list[Row]:
     variants = [([], "base")] + [(VARIANTS[v][0], v) for v in ("memory-format", "bf16", "compile") if v in chosen]
     if a.only in (None, "dcgan"):
         rows.append(Row("ref-dcgan", "dcgan", "pytorch/examples DCGAN (reference)",
-                        [py, os.path.join(HERE, "ref_dcgan.py"), "--threads", str(T)], 64,
+                        [py, "-m", "bench.ref_dcgan", "--threads", str(T)], 64,
                         f"fp32, NCHW, eager, {T} threads", is_ref=True))
         for extra, name in variants:
             rows.append(cand("dcgan", f"dcgan-{name}", "ray_gan dcgan (GANStep)", extra, name, "ref-dcgan", T))
         if T > 1 and "threads" in chosen:
             rows.append(Row("ref-dcgan-1t", "dcgan", "pytorch/examples DCGAN (reference)",
-                            [py, os.path.join(HERE, "ref_dcgan.py"), "--threads", "1"], 64,
+                            [py, "-m", "bench.ref_dcgan", "--threads", "1"], 64,
                             "fp32, NCHW, eager, 1 thread", is_ref=True))
             rows.append(cand("dcgan", "dcgan-1t", "ray_gan dcgan (GANStep)", [], "base", "ref-dcgan-1t", 1))
     if a.only in (None, "stylegan"):
         ref_ok = os.path.exists(a.ref_python)
         if ref_ok:
             rows.append(Row("ref-stylegan", "stylegan", "stylegan2_pytorch 1.9.0 Trainer (reference)",
-                            [a.ref_python, os.path.join(HERE, "ref_stylegan2_worker.py"), "--threads", str(T),
+                            [a.ref_python, "-m", "bench.ref_stylegan2_worker", "--threads", str(T),
                              "--image-size", "32", "--batch", "16"], 16, f"fp32, NCHW, eager, {T} threads",
                             period=4, is_ref=True))
         else:
@@ -485,7 +485,7 @@ def main() -> None:
     import torch
 
     ref_torch = next((r.info.get("torch") for r in rows if r.key == "ref-stylegan" and r.info), None)
-    cmd = "python bench/train_throughput.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    cmd = "python -m bench.train_throughput " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     print(f"\nCommand: `{cmd.strip()}`  ")
     print(f"Machine: {_cpu_model()}, {os.cpu_count()} cores ({_cpu_flags()}); torch {torch.__version__} "
           f"(project venv){f', torch {ref_torch} (stylegan2_pytorch venv)' if ref_torch else ''}; "
