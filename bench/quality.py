@@ -1,7 +1,7 @@
 """Quality at equal wall-clock budget: the plain reference conditional DCGAN
-(bench/reference_cdcgan.py), our ``dcgan`` and our ``stylegan``, each trained for the same
-number of seconds on this machine, then scored by ``ray-gan evaluate`` on the
-validation split (every metric of the report).
+(bench/references/reference_cdcgan.py), our ``dcgan`` and our ``stylegan``, each trained
+for the same number of seconds on this machine, then scored by ``ray-gan evaluate`` on
+the validation split (every metric of the report).
 
     python -m bench.quality --budget 240 --datasets demo,emoji,hanzi [--device cuda]
     python -m bench.quality --budget 240 --reevaluate   # same models, current evaluation code
@@ -96,7 +96,7 @@ def trained_row(out: Path) -> dict:
 
 
 def train_reference(data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
-    from bench import reference_cdcgan as ref
+    from bench.references import reference_cdcgan as ref
 
     from ray_gan.data.dataset import read_dataset_info
     from ray_gan.evaluate.realdata import read_split, style_mapping
@@ -122,7 +122,7 @@ def row_key(row: dict) -> tuple:
 def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | None:
     """Score an already-trained row again with the current evaluation code (same seeds);
     None when its weights were not kept (reference rows from before they were saved)."""
-    from bench import reference_cdcgan as ref
+    from bench.references import reference_cdcgan as ref
 
     out = model_dir(work, *row_key(row))
     if row["model"] == "reference":

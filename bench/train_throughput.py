@@ -8,14 +8,15 @@ reference implementation, measured in the same run, interleaved.
 Comparisons (the ratio is candidate images/s over its reference's, > 1 = faster):
 
 * ``dcgan`` 64 px, batch 64 — reference: a plain reimplementation of the PyTorch
-  examples' DCGAN (bench/ref_dcgan.py: ngf = ndf = 64, BCE, Adam 2e-4 (0.5, 0.999)).
-  Candidate: ``ray_gan.train.step.GANStep`` on the ``dcgan`` arch with the same widths
-  (g_channels = d_channels = 64) and z_dim 100.
+  examples' DCGAN (bench/references/ref_dcgan.py: ngf = ndf = 64, BCE, Adam 2e-4 (0.5,
+  0.999)). Candidate: ``ray_gan.train.step.GANStep`` on the ``dcgan`` arch with the same
+  widths (g_channels = d_channels = 64) and z_dim 100.
 * ``stylegan`` 32 px, batch 16 — reference: lucidrains' ``stylegan2_pytorch`` 1.9.0 from
   PyPI, its own ``Trainer.train()`` step, in a separate venv with the CPU-only torch
-  (``bash bench/setup_reference_venv.sh``; see bench/ref_stylegan2_worker.py for what one
-  timed step contains). Candidate: ``GANStep`` on the ``stylegan`` arch with the model
-  config ``ray-gan train --arch stylegan`` builds.
+  (``bash bench/references/setup_reference_venv.sh``; see
+  bench/references/ref_stylegan2_worker.py for what one timed step contains). Candidate:
+  ``GANStep`` on the ``stylegan`` arch with the model config ``ray-gan train --arch
+  stylegan`` builds.
 
 Every row is a worker process (protocol in bench/_worker.py; started as ``python -m
 bench.<worker>`` in the repository root, the reference venv's too) that is started and
@@ -277,25 +278,25 @@ def build_rows(a: argparse.Namespace) -> list[Row]:
     variants = [([], "base")] + [(VARIANTS[v][0], v) for v in ("memory-format", "bf16", "compile") if v in chosen]
     if a.only in (None, "dcgan"):
         rows.append(Row("ref-dcgan", "dcgan", "pytorch/examples DCGAN (reference)",
-                        [py, "-m", "bench.ref_dcgan", "--threads", str(T)], 64,
+                        [py, "-m", "bench.references.ref_dcgan", "--threads", str(T)], 64,
                         f"fp32, NCHW, eager, {T} threads", is_ref=True))
         for extra, name in variants:
             rows.append(cand("dcgan", f"dcgan-{name}", "ray_gan dcgan (GANStep)", extra, name, "ref-dcgan", T))
         if T > 1 and "threads" in chosen:
             rows.append(Row("ref-dcgan-1t", "dcgan", "pytorch/examples DCGAN (reference)",
-                            [py, "-m", "bench.ref_dcgan", "--threads", "1"], 64,
+                            [py, "-m", "bench.references.ref_dcgan", "--threads", "1"], 64,
                             "fp32, NCHW, eager, 1 thread", is_ref=True))
             rows.append(cand("dcgan", "dcgan-1t", "ray_gan dcgan (GANStep)", [], "base", "ref-dcgan-1t", 1))
     if a.only in (None, "stylegan"):
         ref_ok = os.path.exists(a.ref_python)
         if ref_ok:
             rows.append(Row("ref-stylegan", "stylegan", "stylegan2_pytorch 1.9.0 Trainer (reference)",
-                            [a.ref_python, "-m", "bench.ref_stylegan2_worker", "--threads", str(T),
+                            [a.ref_python, "-m", "bench.references.ref_stylegan2_worker", "--threads", str(T),
                              "--image-size", "32", "--batch", "16"], 16, f"fp32, NCHW, eager, {T} threads",
                             period=4, is_ref=True))
         else:
-            print(f"note: {a.ref_python} not found; run `bash bench/setup_reference_venv.sh` for the stylegan "
-                  "reference row", file=sys.stderr)
+            print(f"note: {a.ref_python} not found; run `bash bench/references/setup_reference_venv.sh` for the "
+                  "stylegan reference row", file=sys.stderr)
         ref = "ref-stylegan" if ref_ok else None
         for extra, name in variants:
             rows.append(cand("stylegan", f"stylegan-{name}", "ray_gan stylegan (GANStep)", extra, name, ref, T))
@@ -459,7 +460,7 @@ def main() -> None:
                     f"('threads' adds 1-thread rows), or all / none (default {DEFAULT_VARIANTS}; bf16 and compile "
                     "take minutes each on 2 cores, see the docstring)")
     ap.add_argument("--ref-python", default=os.environ.get("SG2REF_PYTHON", DEFAULT_REF_PYTHON),
-                    help="python of the stylegan2_pytorch venv (bench/setup_reference_venv.sh)")
+                    help="python of the stylegan2_pytorch venv (bench/references/setup_reference_venv.sh)")
     ap.add_argument("--compile-cache", metavar="DIR",
                     help="TorchInductor cache for the torch.compile rows (default: a fresh one, i.e. a cold compile)")
     ap.add_argument("--profile", metavar="DIR", help="also write a torch.profiler op table per row")

@@ -11,8 +11,9 @@ betas (0.5, 0.999); batch 64.
 One training step is the example's: D on reals (label 1) and backward, D on
 ``G(z).detach()`` (label 0) and backward, D's Adam step; then D on the *same* fakes
 (label 1) and backward through G, G's Adam step; the example's ``.item()`` reads of the
-losses and D's outputs. Run as a script it is a worker for bench/train_throughput.py
-(protocol in bench/_worker.py); data are synthetic images in [-1, 1], no DataLoader.
+losses and D's outputs. Run as a module (``python -m bench.references.ref_dcgan``) it is
+a worker for bench/train_throughput.py (protocol in bench/_worker.py); data are
+synthetic images in [-1, 1], no DataLoader.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Reference worker: lucidrains' ``stylegan2_pytorch`` (PyPI 1.9.0) training on CPU.
 
-Runs in the reference venv (``bash bench/setup_reference_venv.sh``), never in the
-project's. Started by bench/train_throughput.py; speaks the protocol in bench/_worker.py.
+Runs in the reference venv (``bash bench/references/setup_reference_venv.sh``), never in
+the project's. Started by bench/train_throughput.py (``REF_PYTHON -m
+bench.references.ref_stylegan2_worker`` in the repository root); speaks the protocol in
+bench/_worker.py.
 
 What one timed step is: exactly the package's own ``Trainer.train()`` — one D step
 (hinge loss, gradient penalty on reals and fakes every 4th step), one G step
