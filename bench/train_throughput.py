@@ -18,7 +18,7 @@ Comparisons (the ratio is candidate images/s over its reference's, > 1 = faster)
   ``GANStep`` on the ``stylegan`` arch with the model config ``ray-gan train --arch
   stylegan`` builds.
 
-Every row is a worker process (protocol in bench/_worker.py; started as ``python -m
+Every row is a worker process (protocol in bench/common.py; started as ``python -m
 bench.<worker>`` in the repository root, the reference venv's too) that is started and
 warmed up once, then the driver runs the rows round-robin, ``--rounds`` times, reversing
 the order every other round (A B C … C B A …), so load from other processes on the
@@ -60,7 +60,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -70,7 +69,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # workers run from here: `-m bench.…`
+from bench.common import ROOT, code_state, cpu_flags, cpu_model, loadavg, markdown_table
+
 DEFAULT_REF_PYTHON = "/work/venv-sg2ref/bin/python"
 CLI_DEFAULT_STEPS = 2000  # `ray-gan train --steps` default: a realistic run for compile pay-back
 
@@ -110,6 +110,7 @@ class Row:
         t0 = time.perf_counter()
         # stderr to a file: a pipe nobody reads would block a chatty worker (compile logs).
         self.stderr = tempfile.TemporaryFile(mode="w+")
+        # cwd: the repository root, where `-m bench.…` finds the workers (the reference venv's python too).
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      text=True, cwd=ROOT, env=env)
         self.info = self._read()
@@ -195,45 +196,6 @@ def _proc_jiffies(pid: int) -> int:
     except OSError:
         return 0
     return int(f[11]) + int(f[12])  # utime + stime, all threads
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> str:
-    try:
-        flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "?"
-    have = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return ", ".join(have) or "none of avx2/avx512"
-
-
-def _code_state() -> str:
-    """The measured ray_gan code: commit, and whether ray_gan/ had uncommitted changes."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ray_gan"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha or 'unknown'}{' + uncommitted changes in ray_gan/' if dirty else ''}"
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
 
 
 VARIANTS = {  # name → (candidate worker flags, label)
@@ -355,7 +317,7 @@ def run_group(rows: list[Row], a: argparse.Namespace, log) -> None:
         live = [r for r in live if r.error is None]
         k += 1
         log(f"  round {k}: " + ", ".join(f"{r.key} {r.rates[-1]:.1f}" for r in live) + " img/s; other processes "
-            f"used {max((r.foreign[-1] for r in live), default=0):.2f} cores at most (load {_loadavg()})")
+            f"used {max((r.foreign[-1] for r in live), default=0):.2f} cores at most (load {loadavg()})")
         if k >= a.rounds:
             n_clean = sum(all(r.foreign[i] <= a.quiet_cores for r in live) for i in range(k))
             if n_clean >= a.rounds or k >= a.rounds + a.extra_rounds:
@@ -421,21 +383,21 @@ def summarise(rows: list[Row], limit: float) -> list[dict]:
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| row | images/s (median [min–max]) | ratio to reference | options | setup + first steps | rounds used |",
-             "|---|---|---|---|---|---|"]
+    lines = []
     for d in summary:
         r = d["row"]
         name = f"{r.group}: {r.label}"
         if d.get("rate") is None:
-            lines.append(f"| {name} | failed: {r.error} | – | {r.options} | – | – |")
+            lines.append([name, f"failed: {r.error}", "–", r.options, "–", "–"])
             continue
         rate = f"{d['rate']:.1f} [{d['min']:.1f}–{d['max']:.1f}]"
         ratio = "reference" if r.is_ref else (f"**{d['ratio']:.2f}×** vs {r.ref}" if "ratio" in d else "n/a")
         first = f"{d['first_s']:.0f} s"
         if "payback" in d:
             first += f" ({d['payback']})"
-        lines.append(f"| {name} | {rate} | {ratio} | {r.options} | {first} | {len(d['rounds_used'])}/{d['rounds']} |")
-    return "\n".join(lines)
+        lines.append([name, rate, ratio, r.options, first, f"{len(d['rounds_used'])}/{d['rounds']}"])
+    return markdown_table(["row", "images/s (median [min–max])", "ratio to reference", "options",
+                           "setup + first steps", "rounds used"], lines)
 
 
 def main() -> None:
@@ -472,8 +434,8 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
-    load0 = _loadavg()
-    code = _code_state()
+    load0 = loadavg()
+    code = code_state()
     rows = build_rows(a)
     for group in ("dcgan", "stylegan"):
         g = [r for r in rows if r.group == group]
@@ -488,14 +450,14 @@ def main() -> None:
     ref_torch = next((r.info.get("torch") for r in rows if r.key == "ref-stylegan" and r.info), None)
     cmd = "python -m bench.train_throughput " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     print(f"\nCommand: `{cmd.strip()}`  ")
-    print(f"Machine: {_cpu_model()}, {os.cpu_count()} cores ({_cpu_flags()}); torch {torch.__version__} "
+    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores ({cpu_flags()}); torch {torch.__version__} "
           f"(project venv){f', torch {ref_torch} (stylegan2_pytorch venv)' if ref_torch else ''}; "
           f"Python {sys.version.split()[0]}; main rows at {a.threads} threads; ray_gan at {code}.  ")
     n_run = max((len(r.rates) for r in rows), default=0)
     print(f"Run: {n_run} interleaved rounds ({a.rounds} asked; quiet = other processes under {a.quiet_cores} cores; "
           f"{a.waited_s:.0f} s spent waiting for quiet), "
           f"{a.warmup} warm-up steps per row, wall {wall / 60:.1f} min; "
-          f"load average {load0} at start, {_loadavg()} at end.  ")
+          f"load average {load0} at start, {loadavg()} at end.  ")
     for group in ("dcgan", "stylegan"):
         cands = [d for d in summary if d["row"].group == group and not d["row"].is_ref and d.get("rate")]
         if cands:
@@ -518,7 +480,7 @@ def main() -> None:
     print(table(summary))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"command": cmd, "wall_s": wall, "load_start": load0, "load_end": _loadavg(),
+            json.dump({"command": cmd, "wall_s": wall, "load_start": load0, "load_end": loadavg(),
                        "rows": [{"key": d["row"].key, "group": d["row"].group, "options": d["row"].options,
                                  "rates": d["row"].rates, "foreign_cores": d["row"].foreign, "steps_per_round": d["row"].steps,
                                  "warm_s": d["row"].warm_s, "info": d["row"].info, "error": d["row"].error,
