@@ -1,6 +1,6 @@
 """Candidate worker: ray_gan's own training step (``ray_gan.train.step.GANStep``), as the
-Ray Train loop runs it, in one process. Started by bench/train_throughput.py; speaks the
-protocol in bench/_worker.py.
+Ray Train loop runs it, in one process. Started by bench/train_throughput.py (``python -m
+bench.cand_worker`` from the repository root); speaks the protocol in bench/common.py.
 
 Models come from the registry (``build_generator``/``build_discriminator``) with the
 model config ``ray-gan train`` would build (``model_config_for``), G_ema is a deep copy
@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import sys
 import time
 import warnings
 
@@ -51,10 +49,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    sys.path.insert(0, os.path.dirname(here))
-    from _worker import serve, set_threads
+    from bench.common import param_counts, serve, set_threads
 
     t0 = time.perf_counter()
     set_threads(a.threads)
@@ -99,7 +94,7 @@ def main() -> None:
         stats.double().tolist()
 
     hp = resolve_hyperparameters(cfg, mcfg, 1)
-    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("G", G), ("D", D))}
+    n_params = param_counts(G=G, D=D)
     reg = []
     if hp["r1_gamma"] > 0:
         reg.append(f"lazy R1 γ={hp['r1_gamma']:.4g} every {cfg.r1_every} steps")

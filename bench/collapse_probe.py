@@ -9,8 +9,8 @@ dataset and, every ``--every`` steps, prints
   of four identical images (the minibatch-stddev group size) — equal numbers mean D
   cannot see a lack of variety, so it does not push G to cover the data's modes.
 
-    python bench/collapse_probe.py DATASET [--arch stylegan] [--steps 500] [--every 50]
-                                   [--train '{"lr_d": 0.001}'] [--model '{"mapping_layers": 2}']
+    python -m bench.collapse_probe DATASET [--arch stylegan] [--steps 500] [--every 50]
+                                      [--train '{"lr_d": 0.001}'] [--model '{"mapping_layers": 2}']
 
 DATASET is a ``ray-gan prepare`` output (local or s3://). The models are what ``ray-gan
 train`` builds for it (stylegan: a packing D, default 2); ``--train`` / ``--model`` are
@@ -24,10 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 (``ray-gan finetune``), against training on those images from scratch, at equal
 wall-clock budget; with and without FreezeD (``--freeze-d``, Mo et al. 2020).
 
-    python bench/finetune.py --base-budget 600 --budget 240 --freeze 0,1,2
+    python -m bench.finetune --base-budget 600 --budget 240 --freeze 0,1,2
 
 The hanzi set (``../shared/datasets/hanzi-styles-64.zip``) is split by font: the base
 model trains on every font but ``--new-style`` (all their images), then each arm trains on
@@ -19,22 +19,15 @@ Markdown table and writes WORK/finetune-results.json (rows already there are kep
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from quality import SOURCES, evaluate, trained_row  # noqa: E402
+from bench.common import SOURCES, add_row, evaluate, load_rows, markdown_table, metric_cells, trained_row
 
 SHAPE = {"workers": 1, "cpus_per_worker": 2.0, "batch_size": 64}
-COLUMNS = [("steps", "{:d}"), ("images_per_s", "{:.0f}"), ("fid", "{:.2f}"), ("kid", "{:.4f}"),
-           ("precision", "{:.3f}"), ("recall", "{:.3f}"), ("density", "{:.3f}"), ("coverage", "{:.3f}"),
-           ("diversity_ratio", "{:.2f}"), ("near_copy_share", "{:.3f}")]
+COLUMNS = ["steps", "images_per_s", "fid", "kid", "precision", "recall", "density", "coverage", "diversity_ratio",
+           "near_copy_share"]
 
 
 def split_fonts(work: Path, new_style: str, n_train: int, n_val: int, seed: int) -> tuple[str, str]:
@@ -101,7 +94,7 @@ def main() -> None:
             lambda out, k=k: finetune(str(base_out), new_data, str(out), time_budget_s=a.budget, freeze_d=k, **timed))
 
     results_file = work / "finetune-results.json"
-    rows = json.loads(results_file.read_text()) if results_file.exists() else []
+    rows = load_rows(results_file)
     done = {(r["new_style"], r["n_train"], r["budget"], r["arm"], r.get("seed", 0)) for r in rows}
     for arm, run in arms.items():
         if (a.new_style, a.n_train, a.budget, arm, a.seed) in done:
@@ -111,15 +104,11 @@ def main() -> None:
         entry = trained(out, lambda out=out, run=run: run(out))
         row = {"new_style": a.new_style, "n_train": a.n_train, "budget": a.budget, "seed": a.seed, "arm": arm,
                **entry, **evaluate({**entry, "renderer": None}, new_data, a.n_val)}
-        rows.append(row)
-        results_file.write_text(json.dumps(rows, indent=1))
-        print(json.dumps(row), flush=True)
+        add_row(results_file, rows, row)
 
-    head = ["new style", "train images", "arm", "seed"] + [c for c, _ in COLUMNS]
-    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-    for r in rows:
-        print("| " + " | ".join([r["new_style"], str(r["n_train"]), r["arm"], str(r["seed"])]
-                                + [fmt.format(r[c]) for c, fmt in COLUMNS]) + " |")
+    print(markdown_table(["new style", "train images", "arm", "seed"] + COLUMNS,
+                         ([r["new_style"], str(r["n_train"]), r["arm"], str(r["seed"])] + metric_cells(r, COLUMNS)
+                          for r in rows)))
 
 
 if __name__ == "__main__":

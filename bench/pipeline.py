@@ -1,7 +1,7 @@
 """Pipeline benchmark: each Ray stage beside a plain single-process baseline doing the
 same work, measured in the same run on the same machine.
 
-    python bench/pipeline.py [--src ../shared/datasets/emoji-styles-64.zip] [--steps 300]
+    python -m bench.pipeline [--src ../shared/datasets/emoji-styles-64.zip] [--steps 300]
 
 Stages and their baselines:
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -30,15 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from bench.common import cpu_model, markdown_table, timed
 
 
 def baseline_prepare(src: str, resolution: int) -> tuple[float, int]:
@@ -149,14 +140,11 @@ def main() -> None:
         write_demo_data(lambda k, d: storage.write_bytes(storage.join(src, k), d), per_style=300)
     rows = []
 
-    t_ray0 = time.perf_counter()
-    init_ray()
-    t_ray = time.perf_counter() - t_ray0
+    _, t_ray = timed(init_ray)
 
     base_s, n_img = baseline_prepare(src, a.resolution)
-    t0 = time.perf_counter()
-    doc = prepare(PrepareConfig(src=src, dst=os.path.join(work, "ds"), resolution=a.resolution), log=lambda m: None)
-    ray_s = time.perf_counter() - t0
+    doc, ray_s = timed(prepare, PrepareConfig(src=src, dst=os.path.join(work, "ds"), resolution=a.resolution),
+                       log=lambda m: None)
     rows.append(("prepare", f"{n_img} files", f"{n_img / base_s:.0f} img/s", f"{n_img / ray_s:.0f} img/s",
                  base_s / ray_s, "Ray Data, local Ray already up"))
 
@@ -175,21 +163,17 @@ def main() -> None:
     base_b = baseline_batch(model, styles, a.per_style, os.path.join(work, "base-batch"))
     spec = BatchJobSpec(job_id="bench", model=model, styles=styles, variants_per_style=a.per_style,
                         output=os.path.join(work, "batch"), chunk_size=64, replicas=2)
-    t0 = time.perf_counter()
-    run_batch(spec, log=lambda m: None)
-    ray_b = time.perf_counter() - t0
+    _, ray_b = timed(run_batch, spec, log=lambda m: None)
     rows.append(("batch (png, local disk)", f"{n} images", f"{n / base_b:.0f} img/s", f"{n / ray_b:.0f} img/s",
                  base_b / ray_b, "Ray Data actor pool of 2 vs 1 process"))
 
     import ray
 
-    print(f"\nMachine: {_cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, ray {ray.__version__}, "
+    print(f"\nMachine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, ray {ray.__version__}, "
           f"Python {sys.version.split()[0]}; local Ray start-up {t_ray:.1f} s (not in the rows).")
     print(f"Source: {a.src or 'built-in demo data (4 styles × 300)'}\n")
-    print("| stage | work | baseline (1 process) | ray_gan | ratio (ray_gan / baseline) | notes |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.2f}× | {r[5]} |")
+    print(markdown_table(["stage", "work", "baseline (1 process)", "ray_gan", "ratio (ray_gan / baseline)", "notes"],
+                         ([*r[:4], f"{r[4]:.2f}×", r[5]] for r in rows)))
     if not a.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """Projection quality: ``ray-gan project`` on real validation images of a prepared
 dataset, with and without the W refinement (stylegan), at the CLI's defaults.
 
-    python bench/projection.py MODEL DATASET --n 10
+    python -m bench.projection MODEL DATASET --n 10
 
 For ``--n`` validation images (drawn with a fixed seed from the first val shard) it
 projects each image twice — z only (``refine_steps=0``) and z then W (the default) —
@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
 """Quality at equal wall-clock budget: the plain reference conditional DCGAN
-(bench/reference_cdcgan.py), our ``dcgan`` and our ``stylegan``, each trained for the same
-number of seconds on this machine, then scored by ``ray-gan evaluate`` on the
-validation split (every metric of the report).
+(bench/references/reference_cdcgan.py), our ``dcgan`` and our ``stylegan``, each trained
+for the same number of seconds on this machine, then scored by ``ray-gan evaluate`` on
+the validation split (every metric of the report).
 
-    python bench/quality.py --budget 240 --datasets demo,emoji,hanzi [--device cuda]
-    python bench/quality.py --budget 240 --reevaluate   # same models, current evaluation code
-    python bench/quality.py --budget 600 --datasets hanzi --runs 3   # three independent runs per row
-    python bench/quality.py --budget 600 --models stylegan --set pack=4 --tag pack4 --runs 3   # rows "stylegan-pack4"
-    python bench/quality.py --budget 600 --models stylegan --set model.embed_dim=128 --tag e128   # a ModelConfig field
+    python -m bench.quality --budget 240 --datasets demo,emoji,hanzi [--device cuda]
+    python -m bench.quality --budget 240 --reevaluate   # same models, current evaluation code
+    python -m bench.quality --budget 600 --datasets hanzi --runs 3   # three independent runs per row
+    python -m bench.quality --budget 600 --models stylegan --set pack=4 --tag pack4 --runs 3   # rows "stylegan-pack4"
+    python -m bench.quality --budget 600 --models stylegan --set model.embed_dim=128 --tag e128   # a ModelConfig field
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -29,37 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-SHARED = ROOT.parent / "shared" / "datasets"
-SOURCES = {"emoji": SHARED / "emoji-styles-64.zip", "hanzi": SHARED / "hanzi-styles-64.zip"}
-
-
-def prepared(name: str, work: Path) -> str:
-    from ray_gan import storage
-    from ray_gan.config import PrepareConfig
-    from ray_gan.data.prepare import prepare
-
-    dst = work / "data" / name
-    if (dst / "dataset.json").exists():
-        return str(dst)
-    if name == "demo":
-        from ray_gan.data.demo import write_demo_data
-
-        raw = work / "data" / "demo-raw"
-        write_demo_data(lambda key, data: storage.write_bytes(storage.join(str(raw), key), data))
-        src = str(raw)
-    else:
-        src = str(SOURCES[name])
-    prepare(PrepareConfig(src=src, dst=str(dst), resolution=32))
-    return str(dst)
-
+from bench.common import (FORMATS, add_row, cpu_model, evaluate, load_rows, markdown_table, metric_cells, prepared,
+                          save_rows, timed, trained_row)
 
 MODEL_PREFIX = "model."  # --set model.FIELD=VALUE: a ModelConfig field of a new model
 
@@ -90,16 +63,8 @@ def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device
     return {**trained_row(out), "renderer": None}
 
 
-def trained_row(out: Path) -> dict:
-    """A trained model's steps, its last logged images/s and its URI (a row's first columns)."""
-    from ray_gan import checkpoint as ckpt
-
-    info = ckpt.read_model_info(str(out))
-    return {"steps": info.step, "images_per_s": info.raw["history"][-1]["images_per_s"], "uri": str(out)}
-
-
 def train_reference(data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
-    import reference_cdcgan as ref
+    from bench.references import reference_cdcgan as ref
 
     from ray_gan.data.dataset import read_dataset_info
     from ray_gan.evaluate.realdata import read_split, style_mapping
@@ -125,7 +90,7 @@ def row_key(row: dict) -> tuple:
 def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | None:
     """Score an already-trained row again with the current evaluation code (same seeds);
     None when its weights were not kept (reference rows from before they were saved)."""
-    import reference_cdcgan as ref
+    from bench.references import reference_cdcgan as ref
 
     out = model_dir(work, *row_key(row))
     if row["model"] == "reference":
@@ -138,38 +103,17 @@ def reevaluate(row: dict, data: str, work: Path, n_per_style: int) -> dict | Non
     return {**row, **evaluate(entry, data, n_per_style)}
 
 
-def evaluate(entry: dict, data: str, n_per_style: int) -> dict:
-    from ray_gan.evaluate.evaluate import EvalConfig, run_evaluation
-
-    cfg = EvalConfig(model=entry["uri"], data=data, n_per_style=n_per_style)
-    r = run_evaluation(cfg, log=lambda m: None, renderer=entry["renderer"])
-    return {"fid": r.fid, "kid": r.kid.mean, "precision": r.precision, "recall": r.recall, "density": r.density,
-            "coverage": r.coverage, "intra_fid": r.intra_fid_mean, "diversity_ratio": r.diversity_ratio_mean,
-            "style_accuracy": r.style_accuracy, "classifier_val_accuracy": r.classifier.val_accuracy,
-            "near_copy_share": r.memorisation.near_copy_share, "memorisation_flagged": r.memorisation.flagged,
-            "extractor": r.extractor.name, "report": r.files["report_html"]}
-
-
-COLUMNS = [("steps", "{:d}"), ("images_per_s", "{:.0f}"), ("fid", "{:.2f}"), ("kid", "{:.4f}"),
-           ("precision", "{:.3f}"), ("recall", "{:.3f}"), ("density", "{:.3f}"), ("coverage", "{:.3f}"),
-           ("intra_fid", "{:.2f}"), ("diversity_ratio", "{:.2f}"), ("style_accuracy", "{:.3f}"),
-           ("near_copy_share", "{:.3f}")]
+COLUMNS = ["steps", "images_per_s", "fid", "kid", "precision", "recall", "density", "coverage", "intra_fid",
+           "diversity_ratio", "style_accuracy", "near_copy_share"]
 
 
 def table(rows: list[dict]) -> str:
-    head = ["dataset", "model"] + [c for c, _ in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["dataset"], r["model"] + (f" (run {r['run']})" if r.get("run") else "")]
-        for c, fmt in COLUMNS:
-            v = r.get(c)
-            cells.append("–" if v is None else fmt.format(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(["dataset", "model"] + COLUMNS,
+                          ([r["dataset"], r["model"] + (f" (run {r['run']})" if r.get("run") else "")]
+                           + metric_cells(r, COLUMNS) for r in rows))
 
 
-SUMMARY = [("style_accuracy", "{:.3f}"), ("intra_fid", "{:.2f}"), ("fid", "{:.2f}"), ("coverage", "{:.3f}"),
-           ("diversity_ratio", "{:.2f}"), ("near_copy_share", "{:.3f}")]
+SUMMARY = ["style_accuracy", "intra_fid", "fid", "coverage", "diversity_ratio", "near_copy_share"]
 
 
 def runs_table(rows: list[dict]) -> str:
@@ -178,19 +122,19 @@ def runs_table(rows: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["model"]), []).append(r)
-    head = ["dataset", "model", "runs"] + [c for c, _ in SUMMARY]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for (dataset, model), group in groups.items():
         cells = [dataset, model, str(len(group))]
-        for c, fmt in SUMMARY:
+        for c in SUMMARY:
             vals = [r[c] for r in group if r.get(c) is not None]
             if not vals:
                 cells.append("–")
                 continue
+            fmt = FORMATS[c]
             mean = fmt.format(sum(vals) / len(vals))
             cells.append(mean if len(vals) == 1 else f"{mean} ({fmt.format(min(vals))}–{fmt.format(max(vals))})")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown_table(["dataset", "model", "runs"] + SUMMARY, lines)
 
 
 def main() -> None:
@@ -219,7 +163,7 @@ def main() -> None:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     results_path = work / "quality-results.json"
-    rows = json.loads(results_path.read_text()) if results_path.exists() else []
+    rows = load_rows(results_path)
     done = {row_key(r) for r in rows}
     for name in a.datasets.split(","):
         data = prepared(name, work)
@@ -233,26 +177,23 @@ def main() -> None:
                                                      else json.dumps(new)), flush=True)
                         if new is not None:
                             rows[i] = new
-                            results_path.write_text(json.dumps(rows, indent=1))
+                            save_rows(results_path, rows)
                 continue
             for run in range(a.runs):
                 if (name, model, a.budget, a.device, run) in done:
                     continue
                 out = model_dir(work, name, model, a.budget, a.device, run)
-                t = time.perf_counter()
-                entry = (train_reference(data, out, a.budget, a.seed + run, a.device) if arch == "reference"
-                         else train_ours(arch, data, out, a.budget, a.seed + run, a.device, overrides))
-                train_s = time.perf_counter() - t
+                if arch == "reference":
+                    entry, train_s = timed(train_reference, data, out, a.budget, a.seed + run, a.device)
+                else:
+                    entry, train_s = timed(train_ours, arch, data, out, a.budget, a.seed + run, a.device, overrides)
                 scores = evaluate(entry, data, a.n_per_style)
                 row = {"dataset": name, "model": model, "budget": a.budget, "device": a.device, "run": run,
                        "seed": a.seed + run, "steps": entry["steps"], "images_per_s": entry["images_per_s"],
                        "wall_s": round(train_s, 1), **scores}
-                rows.append(row)
-                results_path.write_text(json.dumps(rows, indent=1))
-                print(json.dumps(row), flush=True)
-    import platform
+                add_row(results_path, rows, row)
 
-    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; budget {a.budget:.0f} s "
+    print(f"\nMachine: {cpu_model()}, {os.cpu_count()} CPUs; budget {a.budget:.0f} s "
           f"per model; features: {rows[0]['extractor'] if rows else '?'}\n")
     shown = [r for r in rows if r["budget"] == a.budget and r.get("device", "cpu") == a.device]
     print(table(shown))

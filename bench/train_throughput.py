@@ -1,26 +1,28 @@
 """Training throughput on this machine: ray_gan's own training step beside a well-known
 reference implementation, measured in the same run, interleaved.
 
-    python bench/train_throughput.py [--rounds 5] [--steps N] [--warmup 2]
+    python -m bench.train_throughput [--rounds 5] [--steps N] [--warmup 2]
                                      [--only dcgan|stylegan] [--threads 2]
                                      [--variants memory-format,threads|all|none]
 
 Comparisons (the ratio is candidate images/s over its reference's, > 1 = faster):
 
 * ``dcgan`` 64 px, batch 64 — reference: a plain reimplementation of the PyTorch
-  examples' DCGAN (bench/ref_dcgan.py: ngf = ndf = 64, BCE, Adam 2e-4 (0.5, 0.999)).
-  Candidate: ``ray_gan.train.step.GANStep`` on the ``dcgan`` arch with the same widths
-  (g_channels = d_channels = 64) and z_dim 100.
+  examples' DCGAN (bench/references/ref_dcgan.py: ngf = ndf = 64, BCE, Adam 2e-4 (0.5,
+  0.999)). Candidate: ``ray_gan.train.step.GANStep`` on the ``dcgan`` arch with the same
+  widths (g_channels = d_channels = 64) and z_dim 100.
 * ``stylegan`` 32 px, batch 16 — reference: lucidrains' ``stylegan2_pytorch`` 1.9.0 from
   PyPI, its own ``Trainer.train()`` step, in a separate venv with the CPU-only torch
-  (``bash bench/setup_reference_venv.sh``; see bench/ref_stylegan2_worker.py for what one
-  timed step contains). Candidate: ``GANStep`` on the ``stylegan`` arch with the model
-  config ``ray-gan train --arch stylegan`` builds.
+  (``bash bench/references/setup_reference_venv.sh``; see
+  bench/references/ref_stylegan2_worker.py for what one timed step contains). Candidate:
+  ``GANStep`` on the ``stylegan`` arch with the model config ``ray-gan train --arch
+  stylegan`` builds.
 
-Every row is a worker process (bench/_worker.py) that is started and warmed up once,
-then the driver runs the rows round-robin, ``--rounds`` times, reversing the order every
-other round (A B C … C B A …), so load from other processes on the shared cores falls
-on every row alike. A round of a row is a whole number of its regularisation periods
+Every row is a worker process (protocol in bench/common.py; started as ``python -m
+bench.<worker>`` in the repository root, the reference venv's too) that is started and
+warmed up once, then the driver runs the rows round-robin, ``--rounds`` times, reversing
+the order every other round (A B C … C B A …), so load from other processes on the
+shared cores falls on every row alike. A round of a row is a whole number of its regularisation periods
 (lazy R1 every 16 steps for stylegan; the reference's gradient penalty every 4 steps)
 and lasts about ``--target-s`` seconds unless ``--steps`` fixes it.
 
@@ -58,7 +60,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -68,8 +69,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from bench.common import ROOT, code_state, cpu_flags, cpu_model, loadavg, markdown_table
+
 DEFAULT_REF_PYTHON = "/work/venv-sg2ref/bin/python"
 CLI_DEFAULT_STEPS = 2000  # `ray-gan train --steps` default: a realistic run for compile pay-back
 
@@ -109,6 +110,7 @@ class Row:
         t0 = time.perf_counter()
         # stderr to a file: a pipe nobody reads would block a chatty worker (compile logs).
         self.stderr = tempfile.TemporaryFile(mode="w+")
+        # cwd: the repository root, where `-m bench.…` finds the workers (the reference venv's python too).
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      text=True, cwd=ROOT, env=env)
         self.info = self._read()
@@ -196,45 +198,6 @@ def _proc_jiffies(pid: int) -> int:
     return int(f[11]) + int(f[12])  # utime + stime, all threads
 
 
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> str:
-    try:
-        flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "?"
-    have = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return ", ".join(have) or "none of avx2/avx512"
-
-
-def _code_state() -> str:
-    """The measured ray_gan code: commit, and whether ray_gan/ had uncommitted changes."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ray_gan"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha or 'unknown'}{' + uncommitted changes in ray_gan/' if dirty else ''}"
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
-
-
 VARIANTS = {  # name → (candidate worker flags, label)
     "memory-format": (["--memory-format", "other"], "the other memory format"),
     "bf16": (["--bf16"], "bf16 autocast"),
@@ -269,7 +232,7 @@ def build_rows(a: argparse.Namespace) -> list[Row]:
         else:
             base = ["--arch", "stylegan", "--resolution", "32", "--batch", "16"]
             batch = 16
-        return Row(key, group, label, [py, os.path.join(HERE, "cand_worker.py"), *base, "--threads", str(threads),
+        return Row(key, group, label, [py, "-m", "bench.cand_worker", *base, "--threads", str(threads),
                                        *extra], batch, f"{opts}, {threads} thread{'s' if threads > 1 else ''}",
                    ref=ref)
 
@@ -277,25 +240,25 @@ def build_rows(a: argparse.Namespace) -> list[Row]:
     variants = [([], "base")] + [(VARIANTS[v][0], v) for v in ("memory-format", "bf16", "compile") if v in chosen]
     if a.only in (None, "dcgan"):
         rows.append(Row("ref-dcgan", "dcgan", "pytorch/examples DCGAN (reference)",
-                        [py, os.path.join(HERE, "ref_dcgan.py"), "--threads", str(T)], 64,
+                        [py, "-m", "bench.references.ref_dcgan", "--threads", str(T)], 64,
                         f"fp32, NCHW, eager, {T} threads", is_ref=True))
         for extra, name in variants:
             rows.append(cand("dcgan", f"dcgan-{name}", "ray_gan dcgan (GANStep)", extra, name, "ref-dcgan", T))
         if T > 1 and "threads" in chosen:
             rows.append(Row("ref-dcgan-1t", "dcgan", "pytorch/examples DCGAN (reference)",
-                            [py, os.path.join(HERE, "ref_dcgan.py"), "--threads", "1"], 64,
+                            [py, "-m", "bench.references.ref_dcgan", "--threads", "1"], 64,
                             "fp32, NCHW, eager, 1 thread", is_ref=True))
             rows.append(cand("dcgan", "dcgan-1t", "ray_gan dcgan (GANStep)", [], "base", "ref-dcgan-1t", 1))
     if a.only in (None, "stylegan"):
         ref_ok = os.path.exists(a.ref_python)
         if ref_ok:
             rows.append(Row("ref-stylegan", "stylegan", "stylegan2_pytorch 1.9.0 Trainer (reference)",
-                            [a.ref_python, os.path.join(HERE, "ref_stylegan2_worker.py"), "--threads", str(T),
+                            [a.ref_python, "-m", "bench.references.ref_stylegan2_worker", "--threads", str(T),
                              "--image-size", "32", "--batch", "16"], 16, f"fp32, NCHW, eager, {T} threads",
                             period=4, is_ref=True))
         else:
-            print(f"note: {a.ref_python} not found; run `bash bench/setup_reference_venv.sh` for the stylegan "
-                  "reference row", file=sys.stderr)
+            print(f"note: {a.ref_python} not found; run `bash bench/references/setup_reference_venv.sh` for the "
+                  "stylegan reference row", file=sys.stderr)
         ref = "ref-stylegan" if ref_ok else None
         for extra, name in variants:
             rows.append(cand("stylegan", f"stylegan-{name}", "ray_gan stylegan (GANStep)", extra, name, ref, T))
@@ -354,7 +317,7 @@ def run_group(rows: list[Row], a: argparse.Namespace, log) -> None:
         live = [r for r in live if r.error is None]
         k += 1
         log(f"  round {k}: " + ", ".join(f"{r.key} {r.rates[-1]:.1f}" for r in live) + " img/s; other processes "
-            f"used {max((r.foreign[-1] for r in live), default=0):.2f} cores at most (load {_loadavg()})")
+            f"used {max((r.foreign[-1] for r in live), default=0):.2f} cores at most (load {loadavg()})")
         if k >= a.rounds:
             n_clean = sum(all(r.foreign[i] <= a.quiet_cores for r in live) for i in range(k))
             if n_clean >= a.rounds or k >= a.rounds + a.extra_rounds:
@@ -420,21 +383,21 @@ def summarise(rows: list[Row], limit: float) -> list[dict]:
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| row | images/s (median [min–max]) | ratio to reference | options | setup + first steps | rounds used |",
-             "|---|---|---|---|---|---|"]
+    lines = []
     for d in summary:
         r = d["row"]
         name = f"{r.group}: {r.label}"
         if d.get("rate") is None:
-            lines.append(f"| {name} | failed: {r.error} | – | {r.options} | – | – |")
+            lines.append([name, f"failed: {r.error}", "–", r.options, "–", "–"])
             continue
         rate = f"{d['rate']:.1f} [{d['min']:.1f}–{d['max']:.1f}]"
         ratio = "reference" if r.is_ref else (f"**{d['ratio']:.2f}×** vs {r.ref}" if "ratio" in d else "n/a")
         first = f"{d['first_s']:.0f} s"
         if "payback" in d:
             first += f" ({d['payback']})"
-        lines.append(f"| {name} | {rate} | {ratio} | {r.options} | {first} | {len(d['rounds_used'])}/{d['rounds']} |")
-    return "\n".join(lines)
+        lines.append([name, rate, ratio, r.options, first, f"{len(d['rounds_used'])}/{d['rounds']}"])
+    return markdown_table(["row", "images/s (median [min–max])", "ratio to reference", "options",
+                           "setup + first steps", "rounds used"], lines)
 
 
 def main() -> None:
@@ -459,7 +422,7 @@ def main() -> None:
                     f"('threads' adds 1-thread rows), or all / none (default {DEFAULT_VARIANTS}; bf16 and compile "
                     "take minutes each on 2 cores, see the docstring)")
     ap.add_argument("--ref-python", default=os.environ.get("SG2REF_PYTHON", DEFAULT_REF_PYTHON),
-                    help="python of the stylegan2_pytorch venv (bench/setup_reference_venv.sh)")
+                    help="python of the stylegan2_pytorch venv (bench/references/setup_reference_venv.sh)")
     ap.add_argument("--compile-cache", metavar="DIR",
                     help="TorchInductor cache for the torch.compile rows (default: a fresh one, i.e. a cold compile)")
     ap.add_argument("--profile", metavar="DIR", help="also write a torch.profiler op table per row")
@@ -471,8 +434,8 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
-    load0 = _loadavg()
-    code = _code_state()
+    load0 = loadavg()
+    code = code_state()
     rows = build_rows(a)
     for group in ("dcgan", "stylegan"):
         g = [r for r in rows if r.group == group]
@@ -485,16 +448,16 @@ def main() -> None:
     import torch
 
     ref_torch = next((r.info.get("torch") for r in rows if r.key == "ref-stylegan" and r.info), None)
-    cmd = "python bench/train_throughput.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    cmd = "python -m bench.train_throughput " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     print(f"\nCommand: `{cmd.strip()}`  ")
-    print(f"Machine: {_cpu_model()}, {os.cpu_count()} cores ({_cpu_flags()}); torch {torch.__version__} "
+    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores ({cpu_flags()}); torch {torch.__version__} "
           f"(project venv){f', torch {ref_torch} (stylegan2_pytorch venv)' if ref_torch else ''}; "
           f"Python {sys.version.split()[0]}; main rows at {a.threads} threads; ray_gan at {code}.  ")
     n_run = max((len(r.rates) for r in rows), default=0)
     print(f"Run: {n_run} interleaved rounds ({a.rounds} asked; quiet = other processes under {a.quiet_cores} cores; "
           f"{a.waited_s:.0f} s spent waiting for quiet), "
           f"{a.warmup} warm-up steps per row, wall {wall / 60:.1f} min; "
-          f"load average {load0} at start, {_loadavg()} at end.  ")
+          f"load average {load0} at start, {loadavg()} at end.  ")
     for group in ("dcgan", "stylegan"):
         cands = [d for d in summary if d["row"].group == group and not d["row"].is_ref and d.get("rate")]
         if cands:
@@ -517,7 +480,7 @@ def main() -> None:
     print(table(summary))
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"command": cmd, "wall_s": wall, "load_start": load0, "load_end": _loadavg(),
+            json.dump({"command": cmd, "wall_s": wall, "load_start": load0, "load_end": loadavg(),
                        "rows": [{"key": d["row"].key, "group": d["row"].group, "options": d["row"].options,
                                  "rates": d["row"].rates, "foreign_cores": d["row"].foreign, "steps_per_round": d["row"].steps,
                                  "warm_s": d["row"].warm_s, "info": d["row"].info, "error": d["row"].error,

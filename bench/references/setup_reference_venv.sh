@@ -4,8 +4,8 @@
 # apart from the project's own venv so its dependencies (aim, kornia, an old
 # torchvision) never touch ray_gan's.
 #
-#   bash bench/setup_reference_venv.sh [VENV]          # default /work/venv-sg2ref
-#   TORCH_CPU_WHEEL=/path/torch-2.13.0+cpu-....whl bash bench/setup_reference_venv.sh
+#   bash bench/references/setup_reference_venv.sh [VENV]          # default /work/venv-sg2ref
+#   TORCH_CPU_WHEEL=/path/torch-2.13.0+cpu-....whl bash bench/references/setup_reference_venv.sh
 #
 # Why torchvision 0.16.2 and not the 0.28 that pairs with torch 2.13: every Linux
 # x86_64 torchvision wheel on PyPI is a CUDA build; its C++ ops (_C.so) link

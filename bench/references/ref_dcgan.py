@@ -11,15 +11,14 @@ betas (0.5, 0.999); batch 64.
 One training step is the example's: D on reals (label 1) and backward, D on
 ``G(z).detach()`` (label 0) and backward, D's Adam step; then D on the *same* fakes
 (label 1) and backward through G, G's Adam step; the example's ``.item()`` reads of the
-losses and D's outputs. Run as a script it is a worker for bench/train_throughput.py
-(protocol in bench/_worker.py); data are synthetic images in [-1, 1], no DataLoader.
+losses and D's outputs. Run as a module (``python -m bench.references.ref_dcgan``) it is
+a worker for bench/train_throughput.py (protocol in bench/common.py); data are
+synthetic images in [-1, 1], no DataLoader.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
@@ -135,8 +134,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _worker import serve, set_threads
+    from bench.common import param_counts, serve, set_threads
 
     t0 = time.perf_counter()
     set_threads(a.threads)
@@ -148,7 +146,7 @@ def main() -> None:
         idx = (torch.arange(a.batch) + i * a.batch) % len(pool)
         ex.step(pool[idx])
 
-    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("G", ex.netG), ("D", ex.netD))}
+    n_params = param_counts(G=ex.netG, D=ex.netD)
     serve(step, a.batch, time.perf_counter() - t0, {"torch": torch.__version__, "params": n_params})
 
 

@@ -1,7 +1,9 @@
 """Reference worker: lucidrains' ``stylegan2_pytorch`` (PyPI 1.9.0) training on CPU.
 
-Runs in the reference venv (``bash bench/setup_reference_venv.sh``), never in the
-project's. Started by bench/train_throughput.py; speaks the protocol in bench/_worker.py.
+Runs in the reference venv (``bash bench/references/setup_reference_venv.sh``), never in
+the project's. Started by bench/train_throughput.py (``REF_PYTHON -m
+bench.references.ref_stylegan2_worker`` in the repository root); speaks the protocol in
+bench/common.py (which imports no ray_gan: this venv has none).
 
 What one timed step is: exactly the package's own ``Trainer.train()`` — one D step
 (hinge loss, gradient penalty on reals and fakes every 4th step), one G step
@@ -28,15 +30,11 @@ CPU. Nothing else of the package is replaced.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _worker import serve, set_threads  # noqa: E402
+from bench.common import param_counts, serve, set_threads
 
 
 def _import_on_cpu():
@@ -90,7 +88,7 @@ def main() -> None:
         trainer.train()
 
     g = trainer.GAN
-    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("G", g.G), ("S", g.S), ("D", g.D))}
+    n_params = param_counts(G=g.G, S=g.S, D=g.D)
     serve(step, a.batch, time.perf_counter() - t0,
           {"torch": torch.__version__, "params": n_params, "start_step": a.start_step})
 

@@ -1,0 +1,2 @@
+"""The benchmarks behind docs/benchmarks.md, run from the repository root as modules:
+``python -m bench.NAME --help``."""
