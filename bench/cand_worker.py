@@ -55,32 +55,25 @@ def main() -> None:
     set_threads(a.threads)
     import torch
 
-    from ray_gan.config import TrainConfig
+    from ray_gan.config import OptimSettings, TrainConfig
     from ray_gan.models import build_discriminator, build_generator
-    from ray_gan.train.step import GANStep, resolve_hyperparameters
-    from ray_gan.train.trainer import model_config_for
+    from ray_gan.train.step import GANStep
 
-    has_field = "channels_last" in TrainConfig.model_fields
-    default_cl = bool(TrainConfig.model_fields["channels_last"].default) if has_field else False
+    default_cl = bool(OptimSettings.model_fields["channels_last"].default)
     want_cl = {"default": default_cl, "other": not default_cl, "channels-last": True,
                "contiguous": False}[a.memory_format]
-    extra = {"channels_last": want_cl} if has_field else {}
-    if a.compile:
-        extra["compile"] = True
-    cfg = TrainConfig(dataset="bench", out="bench", arch=a.arch, batch_size=a.batch,
-                      g_channels=a.g_channels, d_channels=a.d_channels, **extra)
-    mcfg = model_config_for(cfg, [f"s{i}" for i in range(a.styles)], a.resolution)
+    extra = {"channels_last": want_cl, "compile": a.compile}
     if a.z_dim:
-        mcfg = mcfg.model_copy(update={"z_dim": a.z_dim})
+        extra["z_dim"] = a.z_dim
+    cfg = TrainConfig.from_flat(dataset="bench", out="bench", arch=a.arch, batch_size=a.batch,
+                                g_channels=a.g_channels, d_channels=a.d_channels, **extra)
+    mcfg = cfg.new_model_config(a.styles, a.resolution)
     device = torch.device("cpu")
     torch.manual_seed(a.seed)
     G = build_generator(mcfg).to(device)
     D = build_discriminator(mcfg).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     fmt = torch.channels_last if want_cl else torch.contiguous_format
-    if want_cl and not has_field:
-        for m in (G, D, G_ema):
-            m.to(memory_format=torch.channels_last)
     stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world=1, distributed=False)
     if a.bf16:
         stepper.amp = True
@@ -93,17 +86,17 @@ def main() -> None:
         stats = stepper.step(x, styles[idx], i)
         stats.double().tolist()
 
-    hp = resolve_hyperparameters(cfg, mcfg, 1)
+    hp = cfg.hyperparameters(mcfg, 1)
     n_params = param_counts(G=G, D=D)
-    reg = []
+    reg, opt = [], cfg.optim
     if hp["r1_gamma"] > 0:
-        reg.append(f"lazy R1 γ={hp['r1_gamma']:.4g} every {cfg.r1_every} steps")
-    if cfg.augment != "none":
-        reg.append(f"{cfg.augment} ({cfg.augment_policy})")
-    if a.arch == "stylegan" and cfg.mixing_prob > 0:
-        reg.append(f"style mixing p={cfg.mixing_prob}")
-    reg.append(f"{cfg.loss} loss, EMA")
-    period = cfg.r1_every if hp["r1_gamma"] > 0 else 1
+        reg.append(f"lazy R1 γ={hp['r1_gamma']:.4g} every {opt.r1_every} steps")
+    if opt.augment != "none":
+        reg.append(f"{opt.augment} ({opt.augment_policy})")
+    if a.arch == "stylegan" and opt.mixing_prob > 0:
+        reg.append(f"style mixing p={opt.mixing_prob}")
+    reg.append(f"{opt.loss} loss, EMA")
+    period = opt.r1_every if hp["r1_gamma"] > 0 else 1
     opts = ["bf16 autocast" if a.bf16 else "fp32",
             ("channels-last" if want_cl else "NCHW") + (" (train-config default)" if want_cl == default_cl else ""),
             "torch.compile" if a.compile else "eager",

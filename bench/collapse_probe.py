@@ -36,7 +36,6 @@ def main() -> None:
     from ray_gan.models import build_discriminator, build_generator
     from ray_gan.models.stylegan import same_style_packs
     from ray_gan.train.step import GANStep
-    from ray_gan.train.trainer import model_config_for
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dataset")
@@ -55,9 +54,9 @@ def main() -> None:
     train = read_split(ds, "train", style_mapping(ds.styles, ds.styles), ds.resolution, 3)
     X = from_uint8(train.images)
     Y = torch.from_numpy(train.styles).long()
-    cfg = TrainConfig(dataset=args.dataset, out="unused", arch=args.arch, batch_size=args.batch,
-                      **json.loads(args.train))
-    mcfg = model_config_for(cfg, ds.styles, ds.resolution)  # what `ray-gan train` builds
+    cfg = TrainConfig.from_flat(dataset=args.dataset, out="unused", arch=args.arch, batch_size=args.batch,
+                                **json.loads(args.train))
+    mcfg = cfg.new_model_config(len(ds.styles), ds.resolution)  # what `ray-gan train` builds
     mcfg = ModelConfig.model_validate({**mcfg.model_dump(), **json.loads(args.model)})
     torch.manual_seed(args.seed)
     G, D = build_generator(mcfg), build_discriminator(mcfg)

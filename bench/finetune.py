@@ -76,22 +76,23 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/ray_gan_finetune")
     a = ap.parse_args()
 
-    from ray_gan.config import TrainConfig
+    from ray_gan.config import FinetuneConfig, TrainConfig
     from ray_gan.train.trainer import finetune, train
 
     work = Path(a.work)
     base_data, new_data = split_fonts(work, a.new_style, a.n_train, a.n_val, a.seed)
     timed = {"steps": 10**8, "checkpoint_every": 10**8, "log_every": 100, "seed": a.seed, **SHAPE}
     base_out = work / "models" / f"base-{int(a.base_budget)}s"
-    base = trained(base_out, lambda: train(TrainConfig(dataset=base_data, out=str(base_out), arch="stylegan",
-                                                       time_budget_s=a.base_budget, **timed)))
+    base = trained(base_out, lambda: train(TrainConfig.from_flat(
+        dataset=base_data, out=str(base_out), arch="stylegan", time_budget_s=a.base_budget, **timed)))
     print(f"base: {base['steps']} steps at {base['images_per_s']:.0f} img/s ({base_out})", flush=True)
 
-    arms = {"scratch": lambda out: train(TrainConfig(dataset=new_data, out=str(out), arch="stylegan",
-                                                     augment="diffaugment", time_budget_s=a.budget, **timed))}
+    arms = {"scratch": lambda out: train(TrainConfig.from_flat(
+        dataset=new_data, out=str(out), arch="stylegan", augment="diffaugment", time_budget_s=a.budget, **timed))}
     for k in (int(v) for v in a.freeze.split(",")):
         arms["finetune" + (f", FreezeD {k}" if k else "")] = (
-            lambda out, k=k: finetune(str(base_out), new_data, str(out), time_budget_s=a.budget, freeze_d=k, **timed))
+            lambda out, k=k: finetune(FinetuneConfig(base=str(base_out), data=new_data, out=str(out),
+                                                      time_budget_s=a.budget, freeze_d=k, **timed)))
 
     results_file = work / "finetune-results.json"
     rows = load_rows(results_file)

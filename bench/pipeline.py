@@ -61,16 +61,14 @@ def baseline_train_rate(dataset: str, batch: int, steps: int, g_channels: int, d
     from ray_gan.data.dataset import read_dataset_info
     from ray_gan.data.images import decode_png_batch
     from ray_gan.models import build_discriminator, build_generator
-    from ray_gan.train.trainer import model_config_for
     from ray_gan.config import TrainConfig
 
     info = read_dataset_info(dataset)
     table = pq.read_table(io.BytesIO(storage.read_bytes(info.shard_uris("train")[0])), columns=["image", "style"])
     X = torch.from_numpy(decode_png_batch(table.column("image").to_pylist())).permute(0, 3, 1, 2).float() / 127.5 - 1
     Y = torch.tensor(table.column("style").to_pylist())
-    mcfg = model_config_for(TrainConfig(dataset=dataset, out="x", arch="dcgan", g_channels=g_channels,
-                                        d_channels=d_channels),
-                            info.styles, info.resolution)
+    cfg = TrainConfig.from_flat(dataset=dataset, out="x", arch="dcgan", g_channels=g_channels, d_channels=d_channels)
+    mcfg = cfg.new_model_config(len(info.styles), info.resolution)
     torch.set_num_threads(os.cpu_count() or 1)
     G, D = build_generator(mcfg), build_discriminator(mcfg)
     og = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -152,8 +150,9 @@ def main() -> None:
     gch = dch = 32
     base_rate = baseline_train_rate(ds, 64, min(a.steps, 100), gch, dch)
     model = os.path.join(work, "model")
-    train(TrainConfig(dataset=ds, out=model, arch="dcgan", workers=2, steps=a.steps, batch_size=32,
-                      checkpoint_every=a.steps, log_every=a.steps, g_channels=gch, d_channels=dch), log=lambda m: None)
+    train(TrainConfig.from_flat(dataset=ds, out=model, arch="dcgan", workers=2, steps=a.steps, batch_size=32,
+                                checkpoint_every=a.steps, log_every=a.steps, g_channels=gch, d_channels=dch),
+          log=lambda m: None)
     ray_rate = storage.read_json(os.path.join(model, "model.json"))["history"][-1]["images_per_s"]
     rows.append(("train (dcgan 32px, ch 32)", f"global batch 64, {a.steps} steps", f"{base_rate:.0f} img/s",
                  f"{ray_rate:.0f} img/s", ray_rate / base_rate, "2 Ray Train workers vs 1 process, all cores"))

@@ -39,27 +39,17 @@ MODEL_PREFIX = "model."  # --set model.FIELD=VALUE: a ModelConfig field of a new
 
 def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu",
                overrides: dict | None = None) -> dict:
-    from ray_gan.config import ModelConfig, TrainConfig
+    from ray_gan.config import TrainConfig
     from ray_gan.train import trainer
 
-    overrides = dict(overrides or {})
-    model_fields = {k.removeprefix(MODEL_PREFIX): overrides.pop(k) for k in list(overrides)
-                    if k.startswith(MODEL_PREFIX)}
+    overrides = {k.removeprefix(MODEL_PREFIX): v for k, v in (overrides or {}).items()}
     if not (out / "model.json").exists():
         # CPU: the CLI's defaults (2 workers × 32). CUDA: one worker on one GPU, batch 64
         # (the reference's batch).
         on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
-        cfg = TrainConfig(dataset=data, out=str(out), arch=arch, steps=10**8, time_budget_s=budget,
-                          checkpoint_every=10**8, log_every=200, seed=seed, **on_gpu, **overrides)
-        default_model = trainer.model_config_for
-        if model_fields:  # the driver builds the model config (workers get it from there): swap the
-            # builder for this run only, so a bench variant needs no change to ray_gan
-            trainer.model_config_for = lambda *args: ModelConfig.model_validate(
-                {**default_model(*args).model_dump(), **model_fields})
-        try:
-            trainer.train(cfg)
-        finally:
-            trainer.model_config_for = default_model
+        fields = {"steps": 10**8, "time_budget_s": budget, "checkpoint_every": 10**8, "log_every": 200,
+                  "seed": seed, **on_gpu, **overrides}
+        trainer.train(TrainConfig.from_flat(dataset=data, out=str(out), arch=arch, **fields))
     return {**trained_row(out), "renderer": None}
 
 
@@ -203,14 +193,12 @@ def main() -> None:
 
 
 def _override(kv: str) -> tuple[str, object]:
-    from ray_gan.config import ModelConfig, TrainConfig
+    from ray_gan.config import TrainConfig, leaves
 
     key, sep, value = kv.partition("=")
-    field = key.removeprefix(MODEL_PREFIX)
-    fields = ModelConfig.model_fields if key.startswith(MODEL_PREFIX) else TrainConfig.model_fields
-    if not sep or field not in fields:
-        raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with KEY a TrainConfig field or "
-                         f"{MODEL_PREFIX}<a ModelConfig field>")
+    if not sep or key.removeprefix(MODEL_PREFIX) not in {leaf.name for leaf in leaves(TrainConfig)}:
+        raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with KEY a TrainConfig field (a flag of ray-gan train, "
+                         f"e.g. lr_g, pack, embed_dim; {MODEL_PREFIX}FIELD is accepted for a model field)")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:

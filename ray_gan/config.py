@@ -315,6 +315,7 @@ class FinetuneConfig(_Strict):
     time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this many seconds.",
                                         json_schema_extra={"cli": "--time-budget"})
     checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints.")
+    log_every: int = Field(25, ge=1, description="Steps between progress reports.")
     augment: Augment = Field("diffaugment", description="DiffAugment is on by default: small data.")
     lr_g: float | None = Field(None, gt=0, description="G's learning rate (default: the architecture's).")
     lr_d: float | None = Field(None, gt=0, description="D's learning rate (default: the architecture's).")
@@ -332,7 +333,8 @@ class FinetuneConfig(_Strict):
             scaling={"workers": self.workers, "cpus_per_worker": self.cpus_per_worker,
                      "gpus_per_worker": self.gpus_per_worker, "batch_size": self.batch_size},
             run={"steps": self.steps, "time_budget_s": self.time_budget_s,
-                 "checkpoint_every": self.checkpoint_every, "seed": self.seed, "resume": self.resume})
+                 "checkpoint_every": self.checkpoint_every, "log_every": self.log_every, "seed": self.seed,
+                 "resume": self.resume})
 
 
 class MixSpec(_Strict):

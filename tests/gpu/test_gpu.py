@@ -74,12 +74,11 @@ def test_train_step(arch: str, res: int, batch: int, steps: int = 30) -> None:
     from ray_gan.config import TrainConfig
     from ray_gan.models import build_discriminator, build_generator
     from ray_gan.train.step import GANStep
-    from ray_gan.train.trainer import model_config_for
 
     device = torch.device("cuda")
     torch.cuda.reset_peak_memory_stats()
-    tc = TrainConfig(dataset="-", out="-", arch=arch, batch_size=batch, augment="diffaugment")
-    mc = model_config_for(tc, ["a", "b", "c", "d"], res)  # what `ray-gan train` builds (stylegan: packed D)
+    tc = TrainConfig.from_flat(dataset="-", out="-", arch=arch, batch_size=batch, augment="diffaugment")
+    mc = tc.new_model_config(4, res)  # what `ray-gan train` builds (stylegan: packed D)
     torch.manual_seed(0)
     G, D = build_generator(mc).to(device), build_discriminator(mc).to(device)
     st = GANStep(G, D, copy.deepcopy(G).eval(), mc, tc, device)
