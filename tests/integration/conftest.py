@@ -11,13 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 ACCESS_KEY, SECRET_KEY = "raygan-test-access", "raygan-test-secret"
 
 
@@ -140,35 +138,34 @@ def ray_cluster(s3_server):
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def emoji_zip() -> Path:
-    path = SHARED_DATASETS / "emoji-styles-64.zip"
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing")
-        pytest.skip(f"{path} is missing")
-    return path
+# The integration tests' own multi-style set (the built-in procedural shapes), with
+# styles of unequal size as users' data has them; the shared real sets are for benchmarks.
+STYLE_SIZES = {"flat": 48, "outline": 36, "stripes": 24}
 
 
 @pytest.fixture(scope="session")
-def emoji_slice_on_s3(s3_server, bucket, emoji_zip) -> dict:
-    """A slice of the real emoji set uploaded to S3 (one folder per style), plus bad files."""
+def multistyle_on_s3(s3_server, bucket) -> dict:
+    """A multi-style image set on S3 (one folder per style, 64 px PNGs), plus bad files."""
+    from ray_gan.data.demo import write_demo_data
+
     client = s3_server["client"]
+    prefix = "raw/shapes"
     per_style: dict[str, int] = {}
-    prefix = "raw/emoji"
-    with zipfile.ZipFile(emoji_zip) as zf:
-        names = sorted(n for n in zf.namelist() if n.endswith(".png"))
-        for name in names:
-            style = name.split("/")[0]
-            if per_style.get(style, 0) >= 48:
-                continue
+    written: dict[str, bytes] = {}
+
+    def put(key: str, data: bytes) -> None:
+        style = key.split("/")[0]
+        if per_style.get(style, 0) < STYLE_SIZES.get(style, 0):
             per_style[style] = per_style.get(style, 0) + 1
-            client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=zf.read(name))
-        first = zf.read(names[0])
+            client.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
+            written.setdefault(style, data)
+
+    write_demo_data(put, per_style=max(STYLE_SIZES.values()), size=64, seed=7)
+    first = written["flat"]
     bad = {
-        f"{prefix}/google/zz-truncated.png": first[: len(first) // 2],
-        f"{prefix}/google/zz-notes.txt": b"not an image",
-        f"{prefix}/twitter/zz-copy.png": first,  # exact duplicate of google's first image
+        f"{prefix}/flat/zz-truncated.png": first[: len(first) // 2],
+        f"{prefix}/flat/zz-notes.txt": b"not an image",
+        f"{prefix}/stripes/zz-copy.png": first,  # exact duplicate of flat's first image
     }
     for key, body in bad.items():
         client.put_object(Bucket=bucket, Key=key, Body=body)

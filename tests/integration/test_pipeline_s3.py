@@ -33,25 +33,25 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def s3_dataset(ray_cluster, bucket, emoji_slice_on_s3) -> dict:
-    dst = f"s3://{bucket}/datasets/emoji32"
-    doc = prepare(PrepareConfig(src=emoji_slice_on_s3["uri"], dst=dst, resolution=32, val_fraction=0.2, seed=0,
+def s3_dataset(ray_cluster, bucket, multistyle_on_s3) -> dict:
+    dst = f"s3://{bucket}/datasets/shapes32"
+    doc = prepare(PrepareConfig(src=multistyle_on_s3["uri"], dst=dst, resolution=32, val_fraction=0.2, seed=0,
                                 shard_rows=64))
     return {"uri": dst, "doc": doc}
 
 
 @pytest.fixture(scope="module")
 def s3_model(s3_dataset, bucket) -> str:
-    out = f"s3://{bucket}/models/emoji-dcgan"
+    out = f"s3://{bucket}/models/shapes-dcgan"
     train(TrainConfig.from_flat(dataset=s3_dataset["uri"], out=out, arch="dcgan", workers=2, steps=4, batch_size=8,
                       checkpoint_every=2, log_every=1, g_channels=8, d_channels=8))
     return out
 
 
-def test_prepare_reads_s3_skips_bad_files_and_writes_shards(s3_dataset, emoji_slice_on_s3):
+def test_prepare_reads_s3_skips_bad_files_and_writes_shards(s3_dataset, multistyle_on_s3):
     doc = s3_dataset["doc"]
-    assert doc["styles"] == ["google", "openmoji", "twitter"]
-    n_good = emoji_slice_on_s3["n_good"]
+    assert doc["styles"] == ["flat", "outline", "stripes"]
+    n_good = multistyle_on_s3["n_good"]
     assert doc["counts"]["train"]["total"] + doc["counts"]["val"]["total"] == n_good
     assert doc["skipped"] == {"corrupt": 1, "not_image": 1, "duplicate": 1}
     assert 0 < doc["counts"]["val"]["total"] < n_good * 0.4
@@ -68,9 +68,9 @@ def test_prepare_reads_s3_skips_bad_files_and_writes_shards(s3_dataset, emoji_sl
     assert rows == n_good
 
 
-def test_split_is_the_same_on_every_run(s3_dataset, emoji_slice_on_s3, bucket):
-    again = f"s3://{bucket}/datasets/emoji32-again"
-    prepare(PrepareConfig(src=emoji_slice_on_s3["uri"], dst=again, resolution=32, val_fraction=0.2, seed=0,
+def test_split_is_the_same_on_every_run(s3_dataset, multistyle_on_s3, bucket):
+    again = f"s3://{bucket}/datasets/shapes32-again"
+    prepare(PrepareConfig(src=multistyle_on_s3["uri"], dst=again, resolution=32, val_fraction=0.2, seed=0,
                           shard_rows=50))
 
     def val_keys(uri):
@@ -85,7 +85,7 @@ def test_split_is_the_same_on_every_run(s3_dataset, emoji_slice_on_s3, bucket):
 
 def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
     info = read_model_info(s3_model)
-    assert info.step == 4 and info.styles == ["google", "openmoji", "twitter"]
+    assert info.step == 4 and info.styles == ["flat", "outline", "stripes"]
     assert [h["step"] for h in info.raw["history"]] == [2, 4]
     assert info.raw["history"][-1]["d_val_real_loss"] is not None
     assert info.raw["dataset"]["checksum"] == read_dataset_info(s3_dataset["uri"]).checksum
@@ -133,16 +133,16 @@ def _check_manifest(output: str, expected_rows: int, weights_sha: str) -> None:
 
 
 def test_batch_to_s3_is_deterministic_and_rerun_writes_nothing(s3_model, bucket):
-    spec = BatchJobSpec(job_id="b1", model=s3_model, styles=["google", "twitter"], variants_per_style=10,
+    spec = BatchJobSpec(job_id="b1", model=s3_model, styles=["flat", "stripes"], variants_per_style=10,
                         seed_base=100, truncation=0.7, output=f"s3://{bucket}/batch/b1", chunk_size=4, replicas=2)
     res = run_batch(spec)
     assert (res.images, res.chunks_run, res.images_written) == (20, 6, 20)
     info = read_model_info(s3_model)
     _check_manifest(spec.output, 20, info.weights_sha256)
     rows = {r["image_id"]: r for r in read_manifest(spec.output).to_pylist()}
-    row = rows["twitter-00000003"]
-    assert (row["seed"], row["style"], row["truncation"], row["width"]) == (103, "twitter", 0.7, 32)
-    assert row["image_uri"] == f"s3://{bucket}/batch/b1/images/twitter/twitter-00000003.png"
+    row = rows["stripes-00000003"]
+    assert (row["seed"], row["style"], row["truncation"], row["width"]) == (103, "stripes", 0.7, 32)
+    assert row["image_uri"] == f"s3://{bucket}/batch/b1/images/stripes/stripes-00000003.png"
 
     # Reproducible from its manifest row alone.
     r = Renderer(row["model_uri"], device="cpu")
@@ -211,32 +211,32 @@ def test_serve_endpoints_bad_bodies_and_metrics(s3_model, ray_cluster, get_free_
         health = requests.get(f"{base}/healthz", timeout=60)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         styles = requests.get(f"{base}/v1/styles", timeout=60).json()
-        assert styles["styles"] == ["google", "openmoji", "twitter"]
+        assert styles["styles"] == ["flat", "outline", "stripes"]
 
-        body = {"styles": ["openmoji", "google"], "n": 3, "seed": 42, "truncation": 0.5}
+        body = {"styles": ["outline", "flat"], "n": 3, "seed": 42, "truncation": 0.5}
         resp = requests.post(f"{base}/v1/variants", json=body, timeout=120)
         assert resp.status_code == 200, resp.text
         images = resp.json()["images"]
-        assert [(i["style"], i["seed"]) for i in images] == [("openmoji", 42), ("openmoji", 43), ("openmoji", 44),
-                                                              ("google", 42), ("google", 43), ("google", 44)]
+        assert [(i["style"], i["seed"]) for i in images] == [("outline", 42), ("outline", 43), ("outline", 44),
+                                                              ("flat", 42), ("flat", 43), ("flat", 44)]
         r = Renderer(s3_model, device="cpu")
         expect = r.render([1], [43], 0.5)[0]
         got = np.asarray(Image.open(io.BytesIO(base64.b64decode(images[1]["png_base64"]))))
         assert np.array_equal(got, expect)  # same bytes as batch/generate for the same inputs
         assert images[1]["sha256"] == hashlib.sha256(base64.b64decode(images[1]["png_base64"])).hexdigest()
-        per_style = requests.post(f"{base}/v1/variants", json={**body, "truncation": {"openmoji": 0.5}}, timeout=120)
+        per_style = requests.post(f"{base}/v1/variants", json={**body, "truncation": {"outline": 0.5}}, timeout=120)
         assert [i["truncation"] for i in per_style.json()["images"]] == [0.5] * 3 + [1.0] * 3
 
         for bad, needle in [
-            ({"styles": ["google"], "n": 0}, "greater than or equal to 1"),
+            ({"styles": ["flat"], "n": 0}, "greater than or equal to 1"),
             ({"styles": ["nope"], "n": 1}, "unknown style"),
-            ({"styles": ["google"], "n": 1, "colour": "red"}, "Extra inputs"),
-            ({"styles": "google", "n": 1}, "valid list"),
-            ({"styles": ["google", "twitter", "openmoji", "google", "twitter"], "n": 64}, "exceeds"),
-            ({"styles": ["google"], "n": 1, "mix": {"layers": "coarse"}}, "need a stylegan model"),
-            ({"styles": ["google"], "n": 1, "edits": {"pc0": 1}}, "need a stylegan model"),
-            ({"styles": ["google"], "n": 1, "truncation": {"nope": 0.5}}, "unknown style"),
-            ({"styles": ["google"], "n": 1, "truncation": 3.0}, "between 0 and 2"),
+            ({"styles": ["flat"], "n": 1, "colour": "red"}, "Extra inputs"),
+            ({"styles": "flat", "n": 1}, "valid list"),
+            ({"styles": ["flat", "stripes", "outline", "flat", "stripes"], "n": 64}, "exceeds"),
+            ({"styles": ["flat"], "n": 1, "mix": {"layers": "coarse"}}, "need a stylegan model"),
+            ({"styles": ["flat"], "n": 1, "edits": {"pc0": 1}}, "need a stylegan model"),
+            ({"styles": ["flat"], "n": 1, "truncation": {"nope": 0.5}}, "unknown style"),
+            ({"styles": ["flat"], "n": 1, "truncation": 3.0}, "between 0 and 2"),
         ]:
             resp = requests.post(f"{base}/v1/variants", json=bad, timeout=60)
             assert resp.status_code == 422, (bad, resp.text)
