@@ -116,7 +116,7 @@ class _GenerateChunks:
         self.weights_sha256 = weights_sha256
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from ray_gan.generate.render import encode_image
+        from ray_gan.images import encode
 
         spec, out = self.spec, {"part": [], "images": [], "written": []}
         ext = EXTENSIONS[spec.image_format]
@@ -135,7 +135,7 @@ class _GenerateChunks:
             rows, written = [], 0
             for v, seed, img in zip(variants, seeds, images):
                 iid = image_id(style, v)
-                data = encode_image(img, spec.image_format)
+                data = encode(img, spec.image_format)
                 key = f"{iid}.{ext}"
                 uri = storage.join(self.output, IMAGES_DIR, style, key)
                 if key in have:

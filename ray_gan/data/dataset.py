@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ray_gan import storage
-from ray_gan.data.images import decode_png_batch
+from ray_gan.images import decode_batch
 
 DATASET_JSON = "dataset.json"
 SCHEMA_VERSION = 1
@@ -55,7 +55,7 @@ def read_dataset_info(uri: str) -> DatasetInfo:
 def decode_images(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Ray Data UDF: PNG bytes → ``image`` uint8 (N, H, W, 3), ``style`` int64."""
     return {
-        "image": decode_png_batch([bytes(b) for b in batch["image"]]),
+        "image": decode_batch([bytes(b) for b in batch["image"]]),
         "style": np.asarray(batch["style"], dtype=np.int64),
     }
 

@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray_gan import storage
 from ray_gan.checkpoint import ModelInfo
 from ray_gan.data.dataset import read_dataset_info
-from ray_gan.data.images import encode_png
 from ray_gan.evaluate import metrics
 from ray_gan.evaluate.classifier import accuracy, train_style_classifier
 from ray_gan.evaluate.features import ExtractorName, make_extractor
@@ -40,6 +39,7 @@ from ray_gan.evaluate.realdata import RealImages, read_split, style_mapping
 from ray_gan.evaluate.report import (AuditResult, ClassifierResult, DistanceSummary, EvalReport, ExtractorInfo,
                                      KIDResult, MemorisationResult, RunInfo, StyleResult, WorstPair, render_html)
 from ray_gan.evaluate.threads import one_torch_thread
+from ray_gan.images import encode, make_grid
 
 EVAL_DIR = "eval"
 LATEST_JSON = "latest.json"
@@ -103,9 +103,7 @@ def _audit_result(a: NearCopyAudit, style_names: list[str]) -> AuditResult:
 
 
 def _grid_png(images: np.ndarray, n: int) -> bytes:
-    from ray_gan.generate.render import make_grid
-
-    return encode_png(make_grid(images[:n], cols=GRID_COLS))
+    return encode(make_grid(images[:n], cols=GRID_COLS))
 
 
 def _optional(fn: Callable[[], Any], enough: bool) -> Any:

@@ -19,14 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
-import torch.nn.functional as F
 
 from ray_gan import storage
 from ray_gan.data.dataset import DatasetInfo
-from ray_gan.data.images import decode_png_batch
-
-_CHUNK = 1024
+from ray_gan.images import decode_batch, to_model_space
 
 
 @dataclass(frozen=True)
@@ -50,22 +46,6 @@ def even_sample(n: int, k: int | None) -> np.ndarray:
     if k is None or k >= n:
         return np.arange(n)
     return (np.arange(k) * n) // k
-
-
-def to_model_space(images: np.ndarray, resolution: int, channels: int) -> np.ndarray:
-    """uint8 (N, H, W, 3) → uint8 (N, resolution, resolution, 3), as training feeds the model."""
-    if images.shape[1] == resolution and images.shape[2] == resolution and channels == 3:
-        return images
-    out = np.empty((len(images), resolution, resolution, 3), np.uint8)
-    for i in range(0, len(images), _CHUNK):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + _CHUNK])).permute(0, 3, 1, 2).float()
-        if channels == 1:
-            x = x.mean(dim=1, keepdim=True)
-        if x.shape[-1] != resolution or x.shape[-2] != resolution:
-            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-        x = x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1)
-        out[i : i + len(x)] = x.permute(0, 2, 3, 1).numpy()
-    return out
 
 
 def read_split(info: DatasetInfo, split: str, style_map: dict[int, int], resolution: int, channels: int = 3,
@@ -112,5 +92,5 @@ def read_split(info: DatasetInfo, split: str, style_map: dict[int, int], resolut
     sel = np.concatenate(picked) if picked else np.zeros(0, np.int64)
     if len(sel) == 0:
         raise ValueError(f"dataset {info.uri}: no {split!r} images in the model's styles")
-    images = to_model_space(decode_png_batch([blobs[i] for i in sel]), resolution, channels)
+    images = to_model_space(decode_batch([blobs[i] for i in sel]), resolution, channels)
     return RealImages(images, style_arr[sel], [keys[i] for i in sel], available)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from ray_gan import storage
 from ray_gan.config import MixSpec, Truncation
-from ray_gan.data.images import encode_png
-from ray_gan.generate.render import Renderer, encode_image, make_grid
+from ray_gan.generate.render import Renderer
+from ray_gan.images import encode, make_grid
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ def generate_images(model: str, styles: list[str] | None, n: int, seed: int, tru
     for k, img in enumerate(images):
         style, s = names[k // n], seeds[k % n]
         uri = storage.join(out, style, f"{style}-{s:08d}.{ext}")
-        storage.write_bytes(uri, encode_image(img, image_format))
+        storage.write_bytes(uri, encode(img, image_format))
         uris.append(uri)
     grid = storage.join(out, "grid.png")
-    storage.write_bytes(grid, encode_png(make_grid(images, cols=n)))
+    storage.write_bytes(grid, encode(make_grid(images, cols=n)))
     return GenerateResult(uris, grid)

@@ -64,7 +64,7 @@ class StyleGenerator:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def generate_batch(self, requests: list[dict]) -> list[list[dict]]:
-        from ray_gan.generate.render import encode_image
+        from ray_gan.images import encode
 
         styles, seeds, truncs, owner, groups = [], [], [], [], []
         for r, req in enumerate(requests):
@@ -89,7 +89,7 @@ class StyleGenerator:
             images.update(zip(idx, rendered))
         names = self.renderer.info.styles
         for k in range(len(seeds)):
-            data = encode_image(images[k], "png")
+            data = encode(images[k], "png")
             results[owner[k]].append({
                 "style": names[styles[k]], "seed": seeds[k], "truncation": truncs[k],
                 "mix": json.loads(groups[k])[0], "edits": json.loads(groups[k])[1],

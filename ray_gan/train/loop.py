@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from ray_gan import checkpoint as ckpt
 from ray_gan import storage
 from ray_gan.config import ModelConfig, TrainConfig
-from ray_gan.generate.render import from_uint8, latents_from_seeds, make_grid, to_uint8
+from ray_gan.generate.render import latents_from_seeds
+from ray_gan.images import from_uint8, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.stylegan import same_style_packs
 from ray_gan.models.transfer import init_from_base
@@ -246,7 +247,7 @@ class _ValidationImages:
 
             import pyarrow.parquet as pq
 
-            from ray_gan.data.images import decode_png_batch
+            from ray_gan.images import decode_batch
 
             blobs, styles = [], []
             for uri in self.shard_uris:
@@ -257,7 +258,7 @@ class _ValidationImages:
                     break
             # An evenly spaced sample of the (hash-ordered) val shards.
             idx = np.linspace(0, len(blobs) - 1, num=min(self.limit, len(blobs))).round().astype(int)
-            self._cache = (torch.from_numpy(decode_png_batch([blobs[i] for i in idx])),
+            self._cache = (torch.from_numpy(decode_batch([blobs[i] for i in idx])),
                            torch.tensor([styles[i] for i in idx], dtype=torch.long))
         return self._cache
 
@@ -342,7 +343,7 @@ def _save_checkpoint(cfg, mcfg, meta, step, rank, world, G, G_ema, D, stepper, h
 
 @torch.no_grad()
 def _sample_grid(G_ema, mcfg: ModelConfig, device) -> bytes:
-    from ray_gan.data.images import encode_png
+    from ray_gan.images import encode as encode_png
 
     n_styles = min(mcfg.num_styles, MAX_SAMPLE_STYLES)
     seeds = list(range(SAMPLE_COLS)) * n_styles

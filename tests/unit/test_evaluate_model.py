@@ -18,8 +18,9 @@ from ray_gan.data.prepare import PARQUET_SCHEMA
 from ray_gan.evaluate import EvalConfig, EvalReport, evaluate_model, run_evaluation
 from ray_gan.evaluate.classifier import accuracy, train_style_classifier
 from ray_gan.evaluate.features import INCEPTION_WEIGHTS_ENV, RandomCNNExtractor, make_extractor
-from ray_gan.evaluate.realdata import read_split, to_model_space
+from ray_gan.evaluate.realdata import read_split
 from ray_gan.generate.render import Renderer
+from ray_gan.images import to_model_space
 
 # tiny_model's styles, drawn as three of the demo styles
 STYLES = {"alpha": "flat", "beta": "outline", "gamma": "stripes"}
