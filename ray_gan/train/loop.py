@@ -234,8 +234,9 @@ def _batches(shard, cfg: TrainConfig, meta: dict, rank: int, world: int, device,
 
 
 class _ValidationImages:
-    """The first ``limit`` validation images, read straight from the val shards once
-    (a small read: not worth a Ray Data pipeline per checkpoint)."""
+    """An evenly spaced sample of ``limit`` validation images in the shards' (hash) order,
+    read once by the dataset reader (:func:`ray_gan.data.dataset.read_shards`; a small
+    read: not worth a Ray Data pipeline per checkpoint)."""
 
     def __init__(self, shard_uris: list[str], limit: int) -> None:
         self.shard_uris, self.limit = shard_uris, limit
@@ -243,23 +244,10 @@ class _ValidationImages:
 
     def get(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self._cache is None and self.shard_uris:
-            import io
+            from ray_gan.data.dataset import read_shards
 
-            import pyarrow.parquet as pq
-
-            from ray_gan.images import decode_batch
-
-            blobs, styles = [], []
-            for uri in self.shard_uris:
-                table = pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=["image", "style"])
-                blobs += table.column("image").to_pylist()
-                styles += table.column("style").to_pylist()
-                if len(blobs) >= self.limit:
-                    break
-            # An evenly spaced sample of the (hash-ordered) val shards.
-            idx = np.linspace(0, len(blobs) - 1, num=min(self.limit, len(blobs))).round().astype(int)
-            self._cache = (torch.from_numpy(decode_batch([blobs[i] for i in idx])),
-                           torch.tensor([styles[i] for i in idx], dtype=torch.long))
+            val = read_shards(self.shard_uris, limit=self.limit, by_style=False)
+            self._cache = (torch.from_numpy(val.images), torch.from_numpy(val.styles))
         return self._cache
 
 
