@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ray_gan import storage
 from ray_gan.config import MixSpec, Truncation
+from ray_gan.generate.controls import check_controls, model_controls
 from ray_gan.generate.render import Renderer
 from ray_gan.images import encode, make_grid
 
@@ -25,6 +26,7 @@ def generate_images(model: str, styles: list[str] | None, n: int, seed: int, tru
     arguments give byte-identical files.
     """
     renderer = Renderer(model, device=device)
+    check_controls(model_controls(renderer.info, renderer.G, directions=bool(edits)), truncation, mix, edits)
     idx = renderer.info.style_indices(styles)
     names = [renderer.info.styles[i] for i in idx]
     seeds = [seed + j for j in range(n)]
