@@ -31,8 +31,8 @@ def main() -> None:
 
     from ray_gan.config import ModelConfig, TrainConfig
     from ray_gan.data.dataset import read_dataset_info
-    from ray_gan.evaluate.realdata import read_split, style_mapping
-    from ray_gan.generate.render import from_uint8
+    from ray_gan.data.dataset import read_split
+    from ray_gan.images import from_uint8
     from ray_gan.models import build_discriminator, build_generator
     from ray_gan.models.stylegan import same_style_packs
     from ray_gan.train.step import GANStep
@@ -51,7 +51,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     ds = read_dataset_info(args.dataset)
-    train = read_split(ds, "train", style_mapping(ds.styles, ds.styles), ds.resolution, 3)
+    train = read_split(ds, "train")
     X = from_uint8(train.images)
     Y = torch.from_numpy(train.styles).long()
     cfg = TrainConfig.from_flat(dataset=args.dataset, out="unused", arch=args.arch, batch_size=args.batch,

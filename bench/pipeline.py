@@ -34,7 +34,7 @@ from bench.common import cpu_model, markdown_table, timed
 
 def baseline_prepare(src: str, resolution: int) -> tuple[float, int]:
     from ray_gan.config import PrepareConfig
-    from ray_gan.data.images import SkipImage, process_image
+    from ray_gan.data.validate import SkipImage, process_image
     from ray_gan.data.sources import SourceReader, list_source
 
     cfg = PrepareConfig(src=src, dst="unused", resolution=resolution)
@@ -59,13 +59,13 @@ def baseline_train_rate(dataset: str, batch: int, steps: int, g_channels: int, d
 
     from ray_gan import storage
     from ray_gan.data.dataset import read_dataset_info
-    from ray_gan.data.images import decode_png_batch
+    from ray_gan.images import decode_batch, from_uint8
     from ray_gan.models import build_discriminator, build_generator
     from ray_gan.config import TrainConfig
 
     info = read_dataset_info(dataset)
     table = pq.read_table(io.BytesIO(storage.read_bytes(info.shard_uris("train")[0])), columns=["image", "style"])
-    X = torch.from_numpy(decode_png_batch(table.column("image").to_pylist())).permute(0, 3, 1, 2).float() / 127.5 - 1
+    X = from_uint8(decode_batch(table.column("image").to_pylist()))
     Y = torch.tensor(table.column("style").to_pylist())
     cfg = TrainConfig.from_flat(dataset=dataset, out="x", arch="dcgan", g_channels=g_channels, d_channels=d_channels)
     mcfg = cfg.new_model_config(len(info.styles), info.resolution)
@@ -101,7 +101,8 @@ def baseline_train_rate(dataset: str, batch: int, steps: int, g_channels: int, d
 
 def baseline_batch(model: str, styles: list[str], per_style: int, out: str) -> float:
     from ray_gan import storage
-    from ray_gan.generate.render import Renderer, encode_image
+    from ray_gan.generate.render import Renderer
+    from ray_gan.images import encode
 
     t0 = time.perf_counter()
     r = Renderer(model, device="cpu")
@@ -110,7 +111,7 @@ def baseline_batch(model: str, styles: list[str], per_style: int, out: str) -> f
         for start in range(0, per_style, 64):
             seeds = list(range(start, min(per_style, start + 64)))
             for seed, img in zip(seeds, r.render([idx] * len(seeds), seeds, 1.0)):
-                storage.write_bytes(storage.join(out, s, f"{s}-{seed:08d}.png"), encode_image(img))
+                storage.write_bytes(storage.join(out, s, f"{s}-{seed:08d}.png"), encode(img))
     return time.perf_counter() - t0
 
 

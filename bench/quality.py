@@ -56,11 +56,11 @@ def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device
 def train_reference(data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:
     from bench.references import reference_cdcgan as ref
 
-    from ray_gan.data.dataset import read_dataset_info
-    from ray_gan.evaluate.realdata import read_split, style_mapping
+    from ray_gan.data.dataset import read_dataset_info, style_mapping
+    from ray_gan.evaluate.realdata import real_images
 
     ds = read_dataset_info(data)
-    train = read_split(ds, "train", style_mapping(ds.styles, ds.styles), 32, 3)
+    train = real_images(ds, "train", style_mapping(ds.styles, ds.styles), 32, 3)
     G, stats = ref.train(train.images, train.styles, len(ds.styles), budget, seed=seed, device=device)
     ref.save(G, ds.styles, stats.steps, out)  # so the row can be re-evaluated (--reevaluate)
     return {"steps": stats.steps, "images_per_s": stats.images_per_s,

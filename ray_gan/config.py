@@ -337,25 +337,48 @@ class FinetuneConfig(_Strict):
                  "resume": self.resume})
 
 
+# Seeds go through torch.Generator.manual_seed and the batch manifest's int64 columns:
+# every seed, including an image's seed plus a mix.seed_offset, stays below 2**63.
+SEED_MAX = 2**62
+MAX_EDITS = 32
+MAX_EDIT_STRENGTH = 100.0
+
+
 class MixSpec(_Strict):
     """Style mixing (stylegan): the layers in ``layers`` take their style input from
     another latent — seed ``seed`` (or the image's seed + ``seed_offset``) in style
     ``style`` (default: the image's own style)."""
 
-    layers: str = Field("coarse", pattern=r"^(coarse|fine|all|-?\d*:-?\d*)$",
+    layers: str = Field("coarse", pattern=r"^(coarse|fine|all|(-?\d{1,4})?:(-?\d{1,4})?)$",
                         description="coarse, fine, all, or a slice A:B of the style inputs")
     style: str | None = None
-    seed: int | None = Field(None, ge=0)
-    seed_offset: int = Field(1_000_000_007, ge=0)
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    seed_offset: int = Field(1_000_000_007, ge=0, le=2**61)
 
 
 Truncation = float | dict[str, float]
 
 
-def _check_truncation(v: Truncation) -> Truncation:
+def check_truncation(v: Truncation) -> Truncation:
+    """One truncation, or one per style name: each between 0 and 2."""
     values = v.values() if isinstance(v, dict) else [v]
     if any(not 0.0 <= t <= 2.0 for t in values):
         raise ValueError("truncation must be between 0 and 2")
+    return v
+
+
+def check_edits(v: dict[str, float]) -> dict[str, float]:
+    """Edit direction name → strength (σ): at most :data:`MAX_EDITS` names of 1-128
+    letters, digits, '.', '_' or '-'; finite strengths of at most :data:`MAX_EDIT_STRENGTH`."""
+    if len(v) > MAX_EDITS:
+        raise ValueError(f"at most {MAX_EDITS} edits, got {len(v)}")
+    bad = [name for name in v if not isinstance(name, str) or not _ID_RE.match(name)]
+    if bad:
+        raise ValueError(f"edit direction names must be 1-128 chars of letters, digits, '.', '_' or '-': {bad}")
+    bad = [name for name, t in v.items() if not -MAX_EDIT_STRENGTH <= t <= MAX_EDIT_STRENGTH]  # NaN fails too
+    if bad:
+        raise ValueError(f"edit strengths must be finite numbers between {-MAX_EDIT_STRENGTH:g} and "
+                         f"{MAX_EDIT_STRENGTH:g}: {', '.join(f'{n}={v[n]}' for n in bad)}")
     return v
 
 
@@ -366,10 +389,11 @@ class BatchJobSpec(_Strict):
     model: str
     styles: list[str] | Literal["all"] = "all"
     variants_per_style: int = Field(ge=1, le=100_000_000)
-    seed_base: int = Field(0, ge=0)
+    seed_base: int = Field(0, ge=0, le=SEED_MAX)
     truncation: Truncation = Field(1.0, description="One value, or one per style name (others get 1.0).")
     mix: MixSpec | None = None
-    edits: dict[str, float] = Field(default_factory=dict, description="Edit direction name → strength (σ).")
+    edits: dict[str, float] = Field(default_factory=dict, max_length=MAX_EDITS,
+                                    description="Edit direction name → strength (σ).")
     image_format: ImageFormat = "png"
     output: str
     chunk_size: int = Field(64, ge=1, le=100_000, description="Images per work unit and manifest part.")
@@ -384,7 +408,8 @@ class BatchJobSpec(_Strict):
             raise ValueError("job_id must be 1-128 chars of letters, digits, '.', '_' or '-'")
         return v
 
-    _truncation = field_validator("truncation")(_check_truncation)
+    _truncation = field_validator("truncation")(check_truncation)
+    _edits = field_validator("edits")(check_edits)
 
     def truncation_for(self, style: str) -> float:
         return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation
@@ -395,12 +420,14 @@ class VariantsRequest(_Strict):
 
     styles: list[str] = Field(min_length=1, max_length=64)
     n: int = Field(4, ge=1, le=64, description="Images per style.")
-    seed: int = Field(0, ge=0, le=2**62)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     truncation: Truncation = Field(1.0, description="One value, or one per style name (others get 1.0).")
     mix: MixSpec | None = None
-    edits: dict[str, float] = Field(default_factory=dict, max_length=32)
+    edits: dict[str, float] = Field(default_factory=dict, max_length=MAX_EDITS,
+                                    description="Edit direction name → strength (σ).")
 
-    _truncation = field_validator("truncation")(_check_truncation)
+    _truncation = field_validator("truncation")(check_truncation)
+    _edits = field_validator("edits")(check_edits)
 
     def truncation_for(self, style: str) -> float:
         return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation

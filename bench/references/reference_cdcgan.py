@@ -26,7 +26,8 @@ from torch import nn
 
 from ray_gan.checkpoint import ModelInfo
 from ray_gan.config import ModelConfig
-from ray_gan.generate.render import RENDER_BATCH, latents_from_seeds, to_uint8
+from ray_gan.generate.render import RENDER_BATCH, latents_from_seeds
+from ray_gan.images import to_uint8
 
 NZ, NGF, NDF, EMBED = 100, 64, 64, 50
 

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from ray_gan import storage
 from ray_gan.checkpoint import read_model_info
 from ray_gan.config import BatchJobSpec
+from ray_gan.generate.controls import ControlError, check_controls, model_controls
 
 JOB_JSON = "job.json"
 MANIFEST_DIR = "manifest"
@@ -116,7 +117,7 @@ class _GenerateChunks:
         self.weights_sha256 = weights_sha256
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from ray_gan.generate.render import encode_image
+        from ray_gan.images import encode
 
         spec, out = self.spec, {"part": [], "images": [], "written": []}
         ext = EXTENSIONS[spec.image_format]
@@ -135,7 +136,7 @@ class _GenerateChunks:
             rows, written = [], 0
             for v, seed, img in zip(variants, seeds, images):
                 iid = image_id(style, v)
-                data = encode_image(img, spec.image_format)
+                data = encode(img, spec.image_format)
                 key = f"{iid}.{ext}"
                 uri = storage.join(self.output, IMAGES_DIR, style, key)
                 if key in have:
@@ -164,24 +165,6 @@ class _GenerateChunks:
             out["images"].append(count)
             out["written"].append(written)
         return out
-
-
-def check_controls(info, truncation, mix, edits) -> None:
-    """Reject style controls the model cannot apply, before any work starts."""
-    if isinstance(truncation, dict):
-        info.style_indices(list(truncation))
-    if (mix is not None or edits) and info.config.arch != "stylegan":
-        raise BatchError(f"style mixing and edit directions need a stylegan model; {info.uri} is {info.config.arch!r}")
-    if mix is not None:
-        if mix.style:
-            info.style_indices([mix.style])
-        from ray_gan.models import build_generator
-
-        build_generator(info.config).layer_range(mix.layers)
-    if edits:
-        from ray_gan.generate.directions import load_directions
-
-        load_directions(info).offset(edits)
 
 
 def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> bool:
@@ -216,7 +199,10 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchRe
     info = read_model_info(spec.model)
     styles = info.styles if spec.styles == "all" else list(spec.styles)
     style_idx = info.style_indices(styles)
-    check_controls(info, spec.truncation, spec.mix, spec.edits)
+    try:  # before any work starts
+        check_controls(model_controls(info, directions=bool(spec.edits)), spec.truncation, spec.mix, spec.edits)
+    except ControlError as e:
+        raise BatchError(str(e)) from None
     output = storage.normalize(spec.output)
     rerun = _check_job_json(output, spec, info.weights_sha256)
     job_doc = {"spec": spec.model_dump(), "weights_sha256": info.weights_sha256, "model_step": info.step,

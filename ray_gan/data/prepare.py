@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from ray_gan import storage
 from ray_gan.config import PrepareConfig
 from ray_gan.data.dataset import DATASET_JSON, SCHEMA_VERSION
-from ray_gan.data.images import SkipImage, process_image
+from ray_gan.data.validate import SkipImage, process_image
 from ray_gan.data.sources import SourceReader, list_source
 
 PARQUET_SCHEMA = pa.schema(

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ray_gan.evaluate.threads import one_torch_thread
-from ray_gan.generate.render import from_uint8
+from ray_gan.images import from_uint8
 
 MAX_INPUT = 32
 

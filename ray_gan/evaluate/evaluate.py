@@ -30,16 +30,16 @@ import torch
 from ray_gan import storage
 from ray_gan.checkpoint import ModelInfo
 from ray_gan.config import EVAL_STYLE_SEED_STRIDE, EvalConfig
-from ray_gan.data.dataset import read_dataset_info
-from ray_gan.data.images import encode_png
+from ray_gan.data.dataset import read_dataset_info, style_mapping
 from ray_gan.evaluate import metrics
 from ray_gan.evaluate.classifier import accuracy, train_style_classifier
 from ray_gan.evaluate.features import make_extractor
 from ray_gan.evaluate.memorisation import NearCopyAudit, audit_near_copies, pixel_vectors, worst_pairs_png
-from ray_gan.evaluate.realdata import RealImages, read_split, style_mapping
+from ray_gan.evaluate.realdata import RealImages, real_images
 from ray_gan.evaluate.report import (AuditResult, ClassifierResult, DistanceSummary, EvalReport, ExtractorInfo,
                                      KIDResult, MemorisationResult, RunInfo, StyleResult, WorstPair, render_html)
 from ray_gan.evaluate.threads import one_torch_thread
+from ray_gan.images import VIEW_TILE, encode, make_grid
 
 EVAL_DIR = "eval"
 LATEST_JSON = "latest.json"
@@ -74,9 +74,7 @@ def _audit_result(a: NearCopyAudit, style_names: list[str]) -> AuditResult:
 
 
 def _grid_png(images: np.ndarray, n: int) -> bytes:
-    from ray_gan.generate.render import make_grid
-
-    return encode_png(make_grid(images[:n], cols=GRID_COLS))
+    return encode(make_grid(images[:n], cols=GRID_COLS, min_tile=VIEW_TILE))
 
 
 def _optional(fn: Callable[[], Any], enough: bool) -> Any:
@@ -125,11 +123,11 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
     style_map = style_mapping(ds.styles, info.styles)
     ext = make_extractor(cfg.extractor, cfg.inception_weights, device)  # before the slow part: fail fast
     res, channels = info.config.resolution, info.config.channels
-    real = read_split(ds, cfg.split, style_map, res, channels, per_style=cfg.n_per_style)
-    train = read_split(ds, "train", style_map, res, channels, limit=cfg.max_train)
+    real = real_images(ds, cfg.split, style_map, res, channels, per_style=cfg.n_per_style)
+    train = real_images(ds, "train", style_map, res, channels, limit=cfg.max_train)
     val: RealImages | None = real if cfg.split == "val" else None
     if val is None and ds.shard_uris("val"):
-        val = read_split(ds, "val", style_map, res, channels, per_style=cfg.n_per_style)
+        val = real_images(ds, "val", style_map, res, channels, per_style=cfg.n_per_style)
     lap("read_real")
     log(f"evaluate: {len(real.images)} real {cfg.split} images in {len(real.available)} styles, "
         f"{len(train.images)} train images ({res} px)")

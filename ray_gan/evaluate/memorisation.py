@@ -41,7 +41,6 @@ a handful of samples cannot raise it by chance).
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
@@ -50,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ray_gan.evaluate.neighbours import nearest_and_mean
+from ray_gan.images import encode, make_grid
 
 PIXEL_SIZE = 32
 RELATIVE_K = 50  # Carlini et al. (2023) use the 50 nearest
@@ -162,15 +162,9 @@ def audit_near_copies(generated: np.ndarray, train: np.ndarray, reference: np.nd
 
 def worst_pairs_png(generated: np.ndarray, train: np.ndarray, audit: NearCopyAudit, n: int = 16) -> bytes:
     """PNG of the ``n`` closest pairs, one per row: generated | its nearest training image
-    (uint8 NHWC inputs; small images are enlarged ×2 or more, nearest-neighbour)."""
-    from ray_gan.generate.render import make_grid
-
+    (uint8 NHWC inputs; images under 64 px are enlarged to at least 64, nearest-neighbour)."""
     pick = audit.closest(n)
     if len(pick) == 0:
         raise ValueError("no generated images")
     tiles = np.stack([img for i in pick for img in (generated[i], train[audit.index[i]])])
-    scale = max(1, 64 // tiles.shape[1])
-    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
-    buf = io.BytesIO()
-    make_grid(tiles, cols=2, pad=4).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
+    return encode(make_grid(tiles, cols=2, pad=4, min_tile=64))

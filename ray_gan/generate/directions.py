@@ -26,6 +26,7 @@ from safetensors.torch import save as st_save
 
 from ray_gan import storage
 from ray_gan.checkpoint import ModelInfo
+from ray_gan.config import check_edits
 
 DIRECTIONS_FILE = "directions.safetensors"
 DIRECTIONS_JSON = "directions.json"
@@ -99,6 +100,7 @@ def rename_directions(info: ModelInfo, names: dict[str, str]) -> list[str]:
     new = [names.get(n, n) for n in doc["names"]]
     if len(set(new)) != len(new):
         raise ValueError(f"direction names must be unique: {new}")
+    check_edits(dict.fromkeys(new, 0.0))  # names that edits can use
     doc["names"] = new
     storage.write_json(uri, doc)
     return new

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from ray_gan import storage
-from ray_gan.data.images import encode_png
-from ray_gan.generate.render import Renderer, latents_from_seeds, make_grid
+from ray_gan.generate.render import Renderer, latents_from_seeds
+from ray_gan.images import encode, make_grid
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def write_interpolation(frames: np.ndarray, out: str, frame_ms: int = 120) -> di
     """``OUT/strip.png`` (frames left to right), ``OUT/animation.gif`` and
     ``OUT/animation.webp`` (forth and back, looping)."""
     strip = storage.join(out, "strip.png")
-    storage.write_bytes(strip, encode_png(make_grid(frames, cols=len(frames))))
+    storage.write_bytes(strip, encode(make_grid(frames, cols=len(frames))))
     seq = [Image.fromarray(f, "RGB") for f in list(frames) + list(frames[-2:0:-1])]
     uris = {"strip": strip}
     for fmt, ext, kw in (("GIF", "gif", {}), ("WEBP", "webp", {"lossless": True})):

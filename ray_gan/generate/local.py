@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from ray_gan import storage
 from ray_gan.config import MixSpec, Truncation
-from ray_gan.data.images import encode_png
-from ray_gan.generate.render import Renderer, encode_image, make_grid
+from ray_gan.generate.controls import check_controls, model_controls
+from ray_gan.generate.render import Renderer
+from ray_gan.images import VIEW_TILE, encode, make_grid
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ def generate_images(model: str, styles: list[str] | None, n: int, seed: int, tru
     arguments give byte-identical files.
     """
     renderer = Renderer(model, device=device)
+    check_controls(model_controls(renderer.info, renderer.G, directions=bool(edits)), truncation, mix, edits)
     idx = renderer.info.style_indices(styles)
     names = [renderer.info.styles[i] for i in idx]
     seeds = [seed + j for j in range(n)]
@@ -35,8 +37,8 @@ def generate_images(model: str, styles: list[str] | None, n: int, seed: int, tru
     for k, img in enumerate(images):
         style, s = names[k // n], seeds[k % n]
         uri = storage.join(out, style, f"{style}-{s:08d}.{ext}")
-        storage.write_bytes(uri, encode_image(img, image_format))
+        storage.write_bytes(uri, encode(img, image_format))
         uris.append(uri)
     grid = storage.join(out, "grid.png")
-    storage.write_bytes(grid, encode_png(make_grid(images, cols=n)))
+    storage.write_bytes(grid, encode(make_grid(images, cols=n, min_tile=VIEW_TILE)))
     return GenerateResult(uris, grid)

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from ray_gan import storage
-from ray_gan.data.images import encode_png, square_resize, to_rgb
-from ray_gan.generate.render import Renderer, from_uint8, make_grid
+from ray_gan.generate.render import Renderer
+from ray_gan.images import encode, from_uint8, make_grid, square_resize, to_rgb
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,11 @@ def _errors(fake: torch.Tensor, x: torch.Tensor, x_half: torch.Tensor) -> torch.
 def write_projection(p: Projection, target: np.ndarray, out: str) -> dict[str, str]:
     """``OUT/projection.json``, ``OUT/reconstruction.png`` and ``OUT/styles.png``
     (target | reconstruction | the content in every style, in the model's style order)."""
-    from PIL import Image
-
     rec = storage.join(out, "reconstruction.png")
-    storage.write_bytes(rec, encode_png(Image.fromarray(p.reconstruction, "RGB")))
+    storage.write_bytes(rec, encode(p.reconstruction))
     grid = storage.join(out, "styles.png")
     row = np.stack([target, p.reconstruction, *p.restyled.values()])
-    storage.write_bytes(grid, encode_png(make_grid(row, cols=len(row))))
+    storage.write_bytes(grid, encode(make_grid(row, cols=len(row))))
     doc = {"style": p.style, "mse": p.mse, "psnr_db": p.psnr_db, "per_style_mse": p.per_style_mse,
            "z": p.z, "w_offset": p.w_offset, "columns": ["target", "reconstruction", *p.restyled]}
     js = storage.join(out, "projection.json")

@@ -18,21 +18,20 @@ An image is a pure function of (weights, style, seed, truncation, mixing, edits)
 * the generator always runs in micro-batches of exactly :data:`RENDER_BATCH` rows
   (the last padded), so an image's bytes do not depend on how many images were asked
   for together — a batch job, a ``generate`` call and an HTTP request give the same
-  bytes for the same (model, style, seed, truncation) on the same kind of device.
+  bytes for the same (model, style, seed, truncation) on the same kind of device (all
+  of them encode with :func:`ray_gan.images.encode`).
 """
 
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from ray_gan.checkpoint import ModelInfo, load_generator
 from ray_gan.config import MixSpec
+from ray_gan.images import to_uint8
 
 RENDER_BATCH = 16
 
@@ -43,58 +42,6 @@ def latents_from_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(s))
         out[i] = torch.randn(z_dim, generator=g)
     return out
-
-
-def from_uint8(images: np.ndarray | torch.Tensor, device: torch.device | str | None = None, channels: int = 3,
-               size: int | None = None) -> torch.Tensor:
-    """uint8 (N, H, W, 3) → float (N, C, H, W) in [-1, 1], as the models take it (the
-    inverse of :func:`to_uint8`): ``channels`` 1 takes the mean of R, G, B; ``size``
-    resizes (bilinear, antialiased) when the images are another size."""
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
-    if device is not None:
-        x = x.to(device)
-    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    if channels == 1:
-        x = x.mean(dim=1, keepdim=True)
-    if size is not None and x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] → uint8 (N, H, W, 3)."""
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return x.permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def encode_image(img: np.ndarray, fmt: str = "png") -> bytes:
-    """uint8 (H, W, 3) → encoded bytes, with fixed encoder settings (deterministic)."""
-    pil = Image.fromarray(img, "RGB")
-    buf = io.BytesIO()
-    if fmt == "png":
-        pil.save(buf, format="PNG", compress_level=6)
-    elif fmt == "webp":
-        pil.save(buf, format="WEBP", lossless=True, quality=100, method=4)
-    elif fmt == "jpeg":
-        pil.save(buf, format="JPEG", quality=95, subsampling=0)
-    else:
-        raise ValueError(f"unknown image format {fmt!r}")
-    return buf.getvalue()
-
-
-def make_grid(images: np.ndarray, cols: int, pad: int = 2) -> Image.Image:
-    """uint8 (N, H, W, 3) → one PIL image, row-major, white padding."""
-    n, h, w, _ = images.shape
-    cols = max(1, min(cols, n))
-    rows = (n + cols - 1) // cols
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + c * (w + pad)
-        grid[y : y + h, x : x + w] = images[i]
-    return Image.fromarray(grid, "RGB")
 
 
 class Renderer:

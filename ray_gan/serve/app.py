@@ -33,6 +33,7 @@ from ray.serve.handle import DeploymentHandle
 
 from ray_gan import storage
 from ray_gan.config import MixSpec, ServeConfig, VariantsRequest
+from ray_gan.generate.controls import ControlError, check_controls, model_controls
 
 MAX_IMAGES_PER_REQUEST = 256
 
@@ -52,19 +53,11 @@ class StyleGenerator:
         i = self.renderer.info
         return {"model": i.uri, "styles": i.styles, "step": i.step, "weights_sha256": i.weights_sha256,
                 "resolution": i.config.resolution, "architecture": i.config.arch,
-                "device": self.renderer.device.type, "style_mixing": self.renderer.styled,
-                "num_ws": getattr(self.renderer.G, "num_ws", 0),
-                "edit_directions": self._direction_names()}
-
-    def _direction_names(self) -> list[str]:
-        try:
-            return self.renderer.directions().names
-        except ValueError:  # none stored, or stale
-            return []
+                "device": self.renderer.device.type, "controls": model_controls(i, self.renderer.G)}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def generate_batch(self, requests: list[dict]) -> list[list[dict]]:
-        from ray_gan.generate.render import encode_image
+        from ray_gan.images import encode
 
         styles, seeds, truncs, owner, groups = [], [], [], [], []
         for r, req in enumerate(requests):
@@ -89,7 +82,7 @@ class StyleGenerator:
             images.update(zip(idx, rendered))
         names = self.renderer.info.styles
         for k in range(len(seeds)):
-            data = encode_image(images[k], "png")
+            data = encode(images[k], "png")
             results[owner[k]].append({
                 "style": names[styles[k]], "seed": seeds[k], "truncation": truncs[k],
                 "mix": json.loads(groups[k])[0], "edits": json.loads(groups[k])[1],
@@ -100,25 +93,6 @@ class StyleGenerator:
 
     async def generate(self, request: dict) -> list[dict]:
         return await self.generate_batch(request)
-
-
-def _control_problem(body: VariantsRequest, info: dict) -> str | None:
-    if isinstance(body.truncation, dict):
-        unknown = [s for s in body.truncation if s not in info["styles"]]
-        if unknown:
-            return f"truncation for unknown style(s) {unknown}; available: {info['styles']}"
-    if (body.mix is not None or body.edits) and not info["style_mixing"]:
-        return f"style mixing and edits need a stylegan model; this one is {info['architecture']!r}"
-    if body.mix is not None and body.mix.style and body.mix.style not in info["styles"]:
-        return f"mix.style {body.mix.style!r} is not a style of this model; available: {info['styles']}"
-    if body.mix is not None and ":" in body.mix.layers:
-        a, b = (int(v) if v else None for v in body.mix.layers.split(":", 1))
-        if not list(range(info["num_ws"]))[slice(a, b)]:
-            return f"mix.layers {body.mix.layers!r} selects none of the {info['num_ws']} style inputs"
-    unknown = sorted(set(body.edits) - set(info["edit_directions"]))
-    if unknown:
-        return f"unknown edit direction(s) {unknown}; available: {info['edit_directions']}"
-    return None
 
 
 @serve.deployment(name="VariantsAPI", ray_actor_options={"num_cpus": 0.5})
@@ -165,10 +139,11 @@ class VariantsAPI:
             raise HTTPException(
                 422, detail=f"{len(body.styles)} styles × n={body.n} exceeds {MAX_IMAGES_PER_REQUEST} images"
             )
-        problem = _control_problem(body, info)
-        if problem:
+        try:
+            check_controls(info["controls"], body.truncation, body.mix, body.edits)
+        except ControlError as e:
             self.requests.inc(tags={"status": "invalid"})
-            raise HTTPException(422, detail=problem)
+            raise HTTPException(422, detail=str(e)) from None
         req = {"style_indices": [info["styles"].index(s) for s in body.styles], "n": body.n, "seed": body.seed,
                "truncations": [body.truncation_for(s) for s in body.styles],
                "mix": body.mix.model_dump() if body.mix else None, "edits": body.edits}

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from ray_gan import checkpoint as ckpt
 from ray_gan import storage
 from ray_gan.config import ModelConfig, RunSettings, TrainConfig
-from ray_gan.generate.render import from_uint8, latents_from_seeds, make_grid, to_uint8
+from ray_gan.generate.render import latents_from_seeds
+from ray_gan.images import from_uint8, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.stylegan import same_style_packs
 from ray_gan.train.finetune import freeze_input_layers, init_from_base
@@ -234,8 +235,9 @@ def _batches(shard, plan: RunPlan, rank: int, world: int, device, distributed: b
 
 
 class _ValidationImages:
-    """The first ``limit`` validation images, read straight from the val shards once
-    (a small read: not worth a Ray Data pipeline per checkpoint)."""
+    """An evenly spaced sample of ``limit`` validation images in the shards' (hash) order,
+    read once by the dataset reader (:func:`ray_gan.data.dataset.read_shards`; a small
+    read: not worth a Ray Data pipeline per checkpoint)."""
 
     def __init__(self, shard_uris: list[str], limit: int) -> None:
         self.shard_uris, self.limit = shard_uris, limit
@@ -243,23 +245,10 @@ class _ValidationImages:
 
     def get(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self._cache is None and self.shard_uris:
-            import io
+            from ray_gan.data.dataset import read_shards
 
-            import pyarrow.parquet as pq
-
-            from ray_gan.data.images import decode_png_batch
-
-            blobs, styles = [], []
-            for uri in self.shard_uris:
-                table = pq.read_table(io.BytesIO(storage.read_bytes(uri)), columns=["image", "style"])
-                blobs += table.column("image").to_pylist()
-                styles += table.column("style").to_pylist()
-                if len(blobs) >= self.limit:
-                    break
-            # An evenly spaced sample of the (hash-ordered) val shards.
-            idx = np.linspace(0, len(blobs) - 1, num=min(self.limit, len(blobs))).round().astype(int)
-            self._cache = (torch.from_numpy(decode_png_batch([blobs[i] for i in idx])),
-                           torch.tensor([styles[i] for i in idx], dtype=torch.long))
+            val = read_shards(self.shard_uris, limit=self.limit, by_style=False)
+            self._cache = (torch.from_numpy(val.images), torch.from_numpy(val.styles))
         return self._cache
 
 
@@ -329,13 +318,13 @@ def _save_checkpoint(plan: RunPlan, step, rank, world, G, G_ema, D, stepper, his
 
 @torch.no_grad()
 def _sample_grid(G_ema, mcfg: ModelConfig, device) -> bytes:
-    from ray_gan.data.images import encode_png
+    from ray_gan.images import VIEW_TILE, encode
 
     n_styles = min(mcfg.num_styles, MAX_SAMPLE_STYLES)
     seeds = list(range(SAMPLE_COLS)) * n_styles
     styles = torch.arange(n_styles).repeat_interleave(SAMPLE_COLS)
     x = G_ema(latents_from_seeds(seeds, mcfg.z_dim).to(device), styles.to(device))
-    return encode_png(make_grid(to_uint8(x), cols=SAMPLE_COLS))
+    return encode(make_grid(to_uint8(x), cols=SAMPLE_COLS, min_tile=VIEW_TILE))
 
 
 def _time_left(run: RunSettings, step: int, s_per_step: float, elapsed: float) -> str:

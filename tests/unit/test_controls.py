@@ -275,3 +275,103 @@ def test_onnx_export_matches_torch(fixture, request, tmp_path):
     assert np.abs(((want + 1) * 127.5).round() - Renderer(uri, "cpu").render(list(s), [1, 2, 3, 4, 5], list(psi))
                   .transpose(0, 3, 1, 2)).max() <= 1
     assert storage.read_json(out["json"])["styles"] == info.styles
+
+
+# ---- one validation of the controls (ray_gan.generate.controls), for batch, HTTP and generate ----
+
+def test_control_values_are_bounded_where_specs_and_bodies_are_parsed():
+    from pydantic import ValidationError
+
+    from ray_gan.config import BatchJobSpec, VariantsRequest
+
+    for layers in ("-:", ":-", "-:-", "1:2:3", "12345:", "middle"):
+        with pytest.raises(ValidationError):  # "-:" was a 500 (int("-")) in the HTTP route
+            MixSpec(layers=layers)
+    for layers in ("coarse", "fine", "all", ":", "1:", ":-1", "-2:", "0:3"):
+        assert MixSpec(layers=layers).layers == layers
+    assert MixSpec(seed=2**62).seed == 2**62
+    for bad in ({"seed": 10**23}, {"seed": 2**62 + 1}, {"seed_offset": 2**62}):  # seeds overflowed torch / int64
+        with pytest.raises(ValidationError):
+            MixSpec(**bad)
+    body = {"styles": ["a"]}
+    spec = {"job_id": "j", "model": "m", "variants_per_style": 1, "output": "o"}
+    with pytest.raises(ValidationError):
+        BatchJobSpec(**spec, seed_base=2**62 + 1)
+    for model, base in ((VariantsRequest, body), (BatchJobSpec, spec)):
+        assert model(**base, edits={"pc0": -100, "thick.ness_2": 100}).edits["pc0"] == -100
+        for edits in ({"pc0": float("inf")}, {"pc0": float("nan")}, {"pc0": -1e3}, {"bad name": 1.0}, {"": 1.0},
+                      {"x" * 129: 1.0}, {f"pc{i}": 1.0 for i in range(33)}):
+            with pytest.raises(ValidationError):
+                model(**base, edits=edits)
+    # JSON as FastAPI reads a body: Infinity and NaN are numbers to Python's json module
+    import json
+
+    with pytest.raises(ValidationError, match="finite"):
+        VariantsRequest(**json.loads('{"styles": ["a"], "edits": {"pc0": Infinity}}'))
+
+
+def test_check_controls_refuses_what_the_model_cannot_apply(untrained_model, tmp_path):
+    import pickle
+
+    from ray_gan.generate.controls import ControlError, check_controls, model_controls
+
+    sg = untrained_model(str(tmp_path / "sg"), ["alpha", "beta"], arch="stylegan")
+    info = read_model_info(sg)
+    bare = model_controls(info)  # no directions stored yet
+    assert bare.num_ws == 6 and bare.styles == ["alpha", "beta"] and bare.directions == []
+    assert pickle.loads(pickle.dumps(bare)) == bare  # crosses from the generator replica to the ingress
+    check_controls(bare, {"alpha": 0.5}, MixSpec(layers="1:3", style="beta"))
+    check_controls(bare, 1.0, MixSpec(layers=":"))
+    for args, needle in [
+        (({"delta": 0.5},), "truncation for unknown style"),
+        ((3.0,), "between 0 and 2"),
+        ((float("nan"),), "between 0 and 2"),
+        ((1.0, MixSpec(style="delta")), "mix.style 'delta' is not a style"),
+        ((1.0, MixSpec(layers="6:")), "selects none of the 6 style inputs"),
+        ((1.0, MixSpec(layers="3:1")), "selects none"),
+        ((1.0, MixSpec.model_construct(layers="-:", style=None, seed=None, seed_offset=1)), "is not coarse, fine"),
+        ((1.0, None, {"pc0": 1.0}), "no edit directions"),
+        ((1.0, None, {"pc0": float("inf")}), "finite"),
+    ]:
+        with pytest.raises(ControlError, match=needle):
+            check_controls(bare, *args)
+    G, _ = load_generator(sg)
+    d, mean = compute_directions(G, 2, components=2, samples=200)
+    save_directions(info, d, mean, 200)
+    controls = model_controls(info, G)
+    assert controls.directions == ["pc0", "pc1"] and controls.directions_problem is None
+    check_controls(controls, 1.0, None, {"pc1": -2.5})
+    with pytest.raises(ControlError, match=r"unknown edit direction\(s\) \['nope'\]"):
+        check_controls(controls, 1.0, None, {"nope": 1.0})
+    with pytest.raises(ControlError, match="not read"):
+        check_controls(model_controls(info, G, directions=False), 1.0, None, {"pc0": 1.0})
+    with pytest.raises(ValueError, match="names must be"):
+        rename_directions(info, {"pc0": "stroke width"})  # a name no edit could use
+    dc = model_controls(read_model_info(untrained_model(str(tmp_path / "dc"), ["alpha"])))
+    assert dc.num_ws == 0
+    for mix, edits in ((MixSpec(), None), (None, {"pc0": 1.0})):
+        with pytest.raises(ControlError, match="need a stylegan model"):
+            check_controls(dc, 1.0, mix, edits)
+    assert issubclass(ControlError, ValueError)
+
+
+def test_batch_and_generate_refuse_bad_controls_before_any_work(tiny_model, tiny_stylegan, tmp_path):
+    from ray_gan.batch.job import BatchError, run_batch
+    from ray_gan.config import BatchJobSpec
+    from ray_gan.generate.controls import ControlError
+    from ray_gan.generate.local import generate_images
+
+    out = str(tmp_path / "batch")
+    spec = dict(job_id="bad", model=tiny_stylegan, variants_per_style=2, output=out)
+    for bad, needle in [({"edits": {"pc0": 1.0}}, "no edit directions"),
+                        ({"mix": {"layers": "9:"}}, "selects none"),
+                        ({"truncation": {"delta": 0.5}}, "unknown style")]:
+        with pytest.raises(BatchError, match=needle):  # raised before Ray starts
+            run_batch(BatchJobSpec(**spec, **bad), log=lambda s: None)
+    with pytest.raises(BatchError, match="need a stylegan model"):
+        run_batch(BatchJobSpec(**{**spec, "model": tiny_model}, mix={"layers": "coarse"}), log=lambda s: None)
+    assert not storage.exists(storage.join(out, "job.json"))
+    with pytest.raises(ControlError, match="finite"):  # `ray-gan generate --edit pc0=inf`
+        generate_images(tiny_stylegan, None, 1, 0, 1.0, str(tmp_path / "g"), device="cpu", edits={"pc0": float("inf")})
+    with pytest.raises(ControlError, match="between 0 and 2"):
+        generate_images(tiny_stylegan, None, 1, 0, 2.5, str(tmp_path / "g"), device="cpu")

@@ -18,8 +18,9 @@ from ray_gan.data.prepare import PARQUET_SCHEMA
 from ray_gan.evaluate import EvalConfig, EvalReport, evaluate_model, run_evaluation
 from ray_gan.evaluate.classifier import accuracy, train_style_classifier
 from ray_gan.evaluate.features import INCEPTION_WEIGHTS_ENV, RandomCNNExtractor, make_extractor
-from ray_gan.evaluate.realdata import read_split, to_model_space
+from ray_gan.evaluate.realdata import real_images
 from ray_gan.generate.render import Renderer
+from ray_gan.images import to_model_space
 
 # tiny_model's styles, drawn as three of the demo styles
 STYLES = {"alpha": "flat", "beta": "outline", "gamma": "stripes"}
@@ -72,16 +73,16 @@ def tiny_dataset(tmp_path_factory) -> str:
 
 # ---- real data ------------------------------------------------------------------------
 
-def test_read_split_samples_evenly_per_style_and_resizes_to_the_model(tiny_dataset):
+def test_real_images_are_sampled_evenly_per_style_and_resized_to_the_model(tiny_dataset):
     info = read_dataset_info(tiny_dataset)
-    real = read_split(info, "val", {0: 2, 1: 0, 2: 1}, resolution=16, per_style=5)
+    real = real_images(info, "val", {0: 2, 1: 0, 2: 1}, resolution=16, per_style=5)
     assert real.images.shape == (15, 16, 16, 3) and real.images.dtype == np.uint8
     assert list(real.styles) == [0] * 5 + [1] * 5 + [2] * 5  # model indices, grouped
     assert real.available == {0: N_VAL, 1: N_VAL, 2: N_VAL}
     assert all(k.startswith("beta/") for k in real.keys[:5])  # dataset style 1 (beta) → model style 0
-    again = read_split(info, "val", {0: 2, 1: 0, 2: 1}, resolution=16, per_style=5)
+    again = real_images(info, "val", {0: 2, 1: 0, 2: 1}, resolution=16, per_style=5)
     assert np.array_equal(real.images, again.images)
-    limited = read_split(info, "train", {0: 0, 1: 1, 2: 2}, resolution=32, limit=30)
+    limited = real_images(info, "train", {0: 0, 1: 1, 2: 2}, resolution=32, limit=30)
     assert len(limited.images) == 30 and set(np.bincount(limited.styles)) == {10}
 
 
@@ -152,8 +153,8 @@ def test_inception_loads_a_local_state_dict(tmp_path, monkeypatch):
 
 def test_style_classifier_learns_the_styles_and_is_seeded(tiny_dataset):
     info = read_dataset_info(tiny_dataset)
-    train = read_split(info, "train", {0: 0, 1: 1, 2: 2}, resolution=16)
-    val = read_split(info, "val", {0: 0, 1: 1, 2: 2}, resolution=16)
+    train = real_images(info, "train", {0: 0, 1: 1, 2: 2}, resolution=16)
+    val = real_images(info, "val", {0: 0, 1: 1, 2: 2}, resolution=16)
     fit = train_style_classifier(train.images, train.styles, 3, val.images, val.styles, steps=40, seed=0)
     assert fit.val is not None and fit.val.overall >= 0.9
     again = train_style_classifier(train.images, train.styles, 3, steps=40, seed=0)
@@ -220,7 +221,7 @@ class ReplaySource:
 
 def test_evaluate_flags_a_generator_that_replays_training_images(tiny_model, tiny_dataset):
     honest = evaluate_model(tiny_model, tiny_dataset, n_per_style=10, **FAST)
-    train = read_split(read_dataset_info(tiny_dataset), "train", {0: 0, 1: 1, 2: 2}, resolution=16)
+    train = real_images(read_dataset_info(tiny_dataset), "train", {0: 0, 1: 1, 2: 2}, resolution=16)
     cfg = EvalConfig(model=tiny_model, data=tiny_dataset, n_per_style=10,
                      **{k: v for k, v in FAST.items() if k != "log"})
     copier = run_evaluation(cfg, log=FAST["log"], renderer=ReplaySource(Renderer(tiny_model, "cpu").info, train))
@@ -246,7 +247,7 @@ class OneStyleSource(ReplaySource):
 
 
 def test_the_style_confusion_shows_which_style_a_generator_draws_instead(tiny_model, tiny_dataset):
-    train = read_split(read_dataset_info(tiny_dataset), "train", {0: 0, 1: 1, 2: 2}, resolution=16)
+    train = real_images(read_dataset_info(tiny_dataset), "train", {0: 0, 1: 1, 2: 2}, resolution=16)
     cfg = EvalConfig(model=tiny_model, data=tiny_dataset, n_per_style=10,
                      **{k: v for k, v in FAST.items() if k != "log"})
     report = run_evaluation(cfg, log=FAST["log"], renderer=OneStyleSource(Renderer(tiny_model, "cpu").info, train))
@@ -291,14 +292,14 @@ def test_cli_evaluate(tiny_model, tiny_dataset, capsys, monkeypatch):
     assert storage.join(tiny_model, "eval", "val-00000001", "report.json") in out
 
 
-def test_read_split_stops_reading_shards_once_the_limits_are_met(tmp_path):
+def test_real_images_stop_reading_shards_once_the_limits_are_met(tmp_path):
     ds = write_tiny_dataset(str(tmp_path / "ds"), n_train=8, n_val=2, size=16)
     doc = storage.read_json(storage.join(ds, "dataset.json"))
     train = next(s for s in doc["shards"] if s["split"] == "train")
     doc["shards"].append({**train, "path": "train-00001.parquet"})  # listed, but never written
     storage.write_json(storage.join(ds, "dataset.json"), doc)
     info = read_dataset_info(ds)
-    assert len(read_split(info, "train", {0: 0, 1: 1, 2: 2}, 16, limit=20).images) == 20
-    assert len(read_split(info, "train", {0: 0, 1: 1, 2: 2}, 16, per_style=8).images) == 24
+    assert len(real_images(info, "train", {0: 0, 1: 1, 2: 2}, 16, limit=20).images) == 20
+    assert len(real_images(info, "train", {0: 0, 1: 1, 2: 2}, 16, per_style=8).images) == 24
     with pytest.raises(storage.StorageError):
-        read_split(info, "train", {0: 0, 1: 1, 2: 2}, 16)  # no limit: every shard is read
+        real_images(info, "train", {0: 0, 1: 1, 2: 2}, 16)  # no limit: every shard is read

@@ -1,9 +1,10 @@
-"""Decode, validate and normalise one source image (pure functions, no I/O).
+"""Prepare's validation of one source image (pure functions, no I/O).
 
 Every source file either becomes an RGB PNG of ``resolution``×``resolution`` or raises
 :class:`SkipImage` with a reason that ``prepare`` counts: ``empty``, ``too_large``
 (file bytes or pixel count, i.e. decompression bombs), ``not_image`` and ``corrupt``
-(truncated or undecodable).
+(truncated or undecodable). The pixel operations themselves (RGB conversion, crop and
+resize, PNG encoding) are in :mod:`ray_gan.images`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import io
 import warnings
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ray_gan.images import encode, square_resize, to_rgb
 
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 SKIP_REASONS = ("empty", "too_large", "not_image", "corrupt", "duplicate")
@@ -24,38 +26,6 @@ class SkipImage(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """RGB with any transparency alpha-composited onto white."""
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        img = img.convert("RGBA")
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, img).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray((arr / max(arr.max(), 1.0) * 255).astype(np.uint8), "L")
-    return img.convert("RGB")
-
-
-def square_resize(img: Image.Image, resolution: int) -> Image.Image:
-    """Centre-crop to a square, then resize (Lanczos) to ``resolution``."""
-    w, h = img.size
-    side = min(w, h)
-    if w != h:
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-    if side != resolution:
-        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    return img
-
-
-def encode_png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
 
 
 def process_image(data: bytes, resolution: int, max_pixels: int, max_file_bytes: int) -> tuple[bytes, int, int]:
@@ -89,9 +59,4 @@ def process_image(data: bytes, resolution: int, max_pixels: int, max_file_bytes:
             raise SkipImage("too_large", str(exc)[:200]) from exc
         except Exception as exc:  # noqa: BLE001 - truncated / broken streams
             raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
-    return encode_png(square_resize(img, resolution)), w, h
-
-
-def decode_png_batch(blobs: list[bytes]) -> np.ndarray:
-    """Encoded images → uint8 array (N, H, W, 3)."""
-    return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs])
+    return encode(square_resize(img, resolution)), w, h
