@@ -241,9 +241,13 @@ def test_serve_endpoints_bad_bodies_and_metrics(s3_model, ray_cluster, get_free_
             resp = requests.post(f"{base}/v1/variants", json=bad, timeout=60)
             assert resp.status_code == 422, (bad, resp.text)
             assert needle in resp.text, (bad, resp.text)
-        resp = requests.post(f"{base}/v1/variants", data=b"{not json", headers={"content-type": "application/json"},
-                             timeout=60)
-        assert resp.status_code == 422
+        # valid JSON that once got a 500: a mix slice of no numbers, a seed past int64, an infinite edit
+        for raw in (b'{"styles": ["flat"], "mix": {"layers": "-:"}}', b'{"styles": ["flat"], "mix": {"seed": 1e23}}',
+                    b'{"styles": ["flat"], "mix": {"seed": 100000000000000000000000}}',
+                    b'{"styles": ["flat"], "edits": {"pc0": Infinity}}', b"{not json"):
+            resp = requests.post(f"{base}/v1/variants", data=raw, headers={"content-type": "application/json"},
+                                 timeout=60)
+            assert resp.status_code == 422, (raw, resp.status_code, resp.text)
 
         deadline = time.monotonic() + 90
         samples: dict = {}
