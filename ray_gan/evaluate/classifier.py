@@ -7,9 +7,9 @@ accuracy means the styles are as recognisable as real ones.
 
 The net is deliberately tiny (three conv/BN/ReLU/max-pool stages, global average pool,
 linear head; at most 32×32 input) and trains for a fixed number of steps (default 300
-batches of 128, one-cycle learning rate) whatever the size of the training split — about
-4 epochs of 10k images, ~15–30 s on one CPU thread (see :mod:`ray_gan.evaluate.threads`)
-— passing over the data in seeded random orders. Training is seeded (initialisation and
+batches of 128, one-cycle learning rate) whatever the size of the training split (about
+4 epochs of 10k images, on one CPU thread: :mod:`ray_gan.evaluate.threads`), passing
+over the data in seeded random orders. Training is seeded (initialisation and
 order) and does not touch torch's global RNG; the loss is class-balanced so that an
 unbalanced training split does not bias predictions towards its majority styles. On CUDA
 every operation used has a deterministic backward pass.

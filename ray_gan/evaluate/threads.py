@@ -4,9 +4,8 @@ Work made of many small torch operations — LAPACK's symmetric eigen-decomposit
 style classifier's small batches, the generator's 16-row micro-batches — runs on one
 intra-op thread. Each such operation is too small for threads to pay for their
 synchronisation, and when the cores are shared with other work, threads that spin-wait
-for each other make it far slower: on the project's 2-core machine with other jobs
-running, two threads were 2–10× slower than one for each of these stages (a 512×512
-``eigh``: 10 s vs 0.2 s). Large batched work (feature extraction, distance matrices)
+for each other make it far slower (docs/benchmarks.md has the measurement). Large
+batched work (feature extraction, distance matrices)
 keeps torch's and BLAS's own thread settings.
 """
 
