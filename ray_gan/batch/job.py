@@ -255,7 +255,7 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchRe
             fn_constructor_kwargs=dict(spec=spec.model_dump(), output=output, weights_sha256=info.weights_sha256,
                                        use_gpu=use_gpu),
             batch_size=1,
-            concurrency=spec.replicas,
+            compute=ray.data.ActorPoolStrategy(size=spec.replicas),
             num_cpus=spec.cpus_per_replica,
             num_gpus=spec.gpus_per_replica if use_gpu else None,
         )

@@ -172,7 +172,7 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
         to_write.groupby("shard", num_partitions=max(1, keep.shard.nunique()))
         .map_groups(_WriteShard, fn_constructor_kwargs=dict(dst=dst, styles=styles, resolution=cfg.resolution,
                                                           seed=cfg.seed),
-                    concurrency=1)
+                    compute=ray.data.ActorPoolStrategy(size=1))
         .to_pandas()
         .sort_values("shard")
     )
