@@ -170,13 +170,26 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     else:
         ray_dir = os.path.join(tempfile.gettempdir(), "ray_gan", "train-runs")
         run_config = RunConfig(name=run_name, storage_path=ray_dir, failure_config=FailureConfig(max_failures=0))
+    from ray_gan.console import Progress
+    from ray_gan.progress import Track
+
+    # Rank 0 reports its step and elapsed time; the driver draws the bar (and logs rank 0's lines to its log file).
+    bar = Progress("train", cfg.steps, "steps", images_per_unit=cfg.batch_size * cfg.workers, initial=resume_step or 0,
+                   status="starting workers")
+
+    def show(state: dict | None, _count: int) -> None:
+        if state:
+            bar.update(state["step"], time_left=cfg.time_budget_s - state["elapsed"] if cfg.time_budget_s else None)
+
+    track = Track(show, lines_to="ray_gan.train")
     use_gpu = cfg.gpus_per_worker > 0
     resources = {"CPU": cfg.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = cfg.gpus_per_worker
     trainer = TorchTrainer(
         _loop,
-        train_loop_config={"train": cfg.model_dump(), "model": mcfg.model_dump(), "meta": meta},
+        train_loop_config={"train": cfg.model_dump(), "model": mcfg.model_dump(), "meta": meta,
+                           "progress": track.reporter},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=run_config,
@@ -189,12 +202,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         f"{f' or {cfg.time_budget_s:.0f} s, whichever comes first' if cfg.time_budget_s else ''}, out {out}"
     )
     try:
-        trainer.fit()
+        with track:
+            trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise TrainError(_failure_message(exc, out)) from None
     final = ckpt.read_model_info(out)
     grid = storage.join(out, final.raw["sample_grid"])
-    log(f"train: done at step {final.step}; model {out}; samples {grid}")
+    bar.update(final.step)
+    bar.close()
+    budget = (f" ({cfg.time_budget_s:.0f} s time budget reached; continue with --resume)"
+              if cfg.time_budget_s and final.step < cfg.steps else "")
+    log(f"train: done at step {final.step}{budget}; model {out}; samples {grid}")
     return TrainResult(out, final.step, grid)
 
 
