@@ -18,6 +18,7 @@ Ray side of progress reporting is :mod:`ray_gan.progress`.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import math
@@ -76,18 +77,16 @@ class LogSetup:
         os.unlink(old)
 
     def finish(self, stream: TextIO | None = None) -> None:
-        """Name the log file on the terminal (stderr), if anything was logged to it;
-        remove it if it stayed empty (a command that never started Ray)."""
+        """Name the log file on the terminal (stderr), if anything was logged to it (an
+        empty one, e.g. of a command that never started Ray, is removed at exit)."""
         if self.verbose or self.path is None:
             return
         if self._handler is not None:
             self._handler.flush()
         try:
-            size = os.path.getsize(self.path)
+            if os.path.getsize(self.path) == 0:
+                return
         except OSError:
-            return
-        if size == 0:
-            os.unlink(self.path)
             return
         where = f" (Ray's worker logs: {self.ray_logs})" if self.ray_logs else ""
         print(f"logs: {self.path}{where}", file=stream or sys.stderr, flush=True)
@@ -144,9 +143,18 @@ def configure(verbose: bool = False, log_dir: str | None = None) -> LogSetup:
         sys.stderr = _Terminal(io.FileIO(terminal, "w"), encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
                                errors="backslashreplace", line_buffering=True)
     _SETUP = LogSetup(verbose=False, path=path, _handler=handler, _saved=saved, _fd=fd)
+    atexit.register(_remove_if_empty, _SETUP)
     if "ray" in sys.modules:
         route_ray_logs()
     return _SETUP
+
+
+def _remove_if_empty(setup: LogSetup) -> None:
+    try:
+        if setup.path and os.path.getsize(setup.path) == 0:
+            os.unlink(setup.path)
+    except OSError:
+        pass
 
 
 def reset() -> None:
