@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
     # Rank 0 reports its step and elapsed time; the driver draws the bar (and logs rank 0's lines to its log file).
     bar = Progress("train", cfg.steps, "steps", images_per_unit=cfg.batch_size * cfg.workers, initial=resume_step or 0,
-                   status="starting workers")
+                   status="starting workers", startup_apart=True)
 
     def show(state: dict | None, _count: int) -> None:
         if state:

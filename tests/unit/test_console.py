@@ -37,7 +37,7 @@ def test_non_tty_prints_a_few_plain_lines_not_one_per_update():
     assert lines[0].startswith("prepare: 250/1000 files (25%), 10 img/s, ETA 1m15s")
     assert lines[1].startswith("prepare: 500/1000 files (50%)")
     assert lines[2].startswith("prepare: 750/1000 files (75%)")
-    assert lines[3] == "prepare: 1000/1000 files in 1m42s, 10 img/s"
+    assert lines[3] == "prepare: 1000/1000 files in 1m42s, 9.9 img/s"  # the whole stage: 1000 in 101.5 s
 
 
 def test_non_tty_lines_keep_their_distance():
@@ -59,6 +59,17 @@ def test_non_tty_short_stage_prints_only_its_closing_line():
         bar.update(done)
     bar.close()
     assert out.getvalue() == "batch: 128/128 images in 16s, 8.0 img/s\n"
+
+
+def test_summary_can_leave_the_start_up_apart():
+    out, clock = io.StringIO(), Clock()
+    bar = Progress("train", 100, "steps", images_per_unit=64, stream=out, tty=False, clock=clock, startup_apart=True)
+    clock.t += 39.5  # workers start (the first step ends at 40 s)
+    for step in range(1, 101):
+        clock.t += 0.5
+        bar.update(step)
+    bar.close()
+    assert out.getvalue().splitlines()[-1] == "train: 100/100 steps in 1m30s, 128 img/s after 40s of start-up"
 
 
 def test_tty_redraws_one_line_in_place():
