@@ -317,12 +317,13 @@ class Progress:
         self.done = int(done)
         if time_left is not None:
             self.time_left = max(time_left, 0.0)
+        before = self.status
         if status is not None:
             self.status = status
         elif self._first_status:
             self.status = ""
         self._first_status = False
-        self._show()
+        self._show(force=self.status != before)
 
     def advance(self, n: int = 1) -> None:
         self.update(self.done + n)

@@ -145,6 +145,9 @@ def test_tty_status_shows_until_the_first_update():
     clock.t += 1
     bar.update(1)
     assert "starting" not in out.getvalue().split("\r")[-1]
+    bar.update(10, status="saving")  # a new status shows at once, however soon after the last redraw
+    assert out.getvalue().split("\r")[-1].startswith("train ▕") and "10/10 steps" in out.getvalue().split("\r")[-1]
+    assert "saving" in out.getvalue().split("\r")[-1]
     bar.close()
 
 
