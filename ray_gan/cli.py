@@ -184,6 +184,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ray-gan", description=__doc__.split("\n\n")[0])
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show Ray's own logs on the terminal (default: in a log file, named at the end)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("demo-data", help="write the built-in procedural multi-style image set")
@@ -293,9 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ray_gan.batch.job import BatchError
     from ray_gan.storage import StorageError
+    from ray_gan import console
     from ray_gan.train.trainer import TrainError
 
     args = build_parser().parse_args(argv)
+    logs = console.configure(verbose=args.verbose)
     try:
         args.func(args)
     except ValidationError as exc:
@@ -307,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ray-gan {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        logs.finish()
     return 0
 
 

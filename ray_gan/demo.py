@@ -3,13 +3,15 @@
 demo-data → prepare (Ray Data) → train (Ray Train, 2 workers, a time budget of about
 three minutes) → batch (Ray Data, a few dozen variants per style). Re-running it
 continues the training (``--resume``) and completes the batch without duplicates.
+When the CLI logs to a file (not ``--verbose``), the file moves into the working folder.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
-from ray_gan import storage
+from ray_gan import console, storage
 from ray_gan.batch.job import BatchJobSpec, run_batch
 from ray_gan.config import PrepareConfig, TrainConfig
 from ray_gan.data.demo import write_demo_data
@@ -23,7 +25,10 @@ VARIANTS_PER_STYLE = 32
 def run_demo(workdir: str = "ray-gan-demo", train_seconds: float = 180.0) -> dict[str, str]:
     workdir = os.path.abspath(workdir)
     raw, dataset, model, batch = (os.path.join(workdir, p) for p in ("raw", "dataset", "model", "batch"))
+    t0 = time.monotonic()
     print(f"demo: working in {workdir}")
+    if console.current() is not None:
+        console.current().relocate(os.path.join(workdir, "logs"))
     counts = write_demo_data(lambda key, data: storage.write_bytes(storage.join(raw, key), data), per_style=300)
     print(f"demo: wrote {sum(counts.values())} demo images in {len(counts)} styles → {raw}")
     prepare(PrepareConfig(src=raw, dst=dataset, resolution=32, val_fraction=0.1, seed=0))
@@ -42,7 +47,7 @@ def run_demo(workdir: str = "ray-gan-demo", train_seconds: float = 180.0) -> dic
         "sample_grid": result.sample_grid,
         "model": model,
     }
-    print("\ndemo: done.")
+    print(f"\ndemo: done in {console.fmt_duration(time.monotonic() - t0)}.")
     for k, v in paths.items():
         print(f"  {k:12s} {v}")
     print(f"\nNext: ray-gan generate {model} --n 8 --truncation 0.7 --out {workdir}/generated\n"

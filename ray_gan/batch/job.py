@@ -26,7 +26,6 @@ import datetime as _dt
 import hashlib
 import io
 import json
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -234,6 +233,8 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchRe
         f"{skipped} already complete, {len(chunks)} to run on {spec.replicas} replicas → {output}")
     written = run_images = 0
     if chunks:
+        from ray_gan.console import Progress
+
         init_ray()
         use_gpu = spec.gpus_per_replica > 0
         ds = ray.data.from_items(chunks, override_num_blocks=len(chunks)).map_batches(
@@ -241,18 +242,15 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchRe
             fn_constructor_kwargs=dict(spec=spec.model_dump(), output=output, weights_sha256=info.weights_sha256,
                                        use_gpu=use_gpu),
             batch_size=1,
-            concurrency=spec.replicas,
+            compute=ray.data.ActorPoolStrategy(size=spec.replicas),
             num_cpus=spec.cpus_per_replica,
             num_gpus=spec.gpus_per_replica if use_gpu else None,
         )
-        t0, n_done = time.time(), 0
-        for row in ds.iter_rows():
-            n_done += 1
-            run_images += int(row["images"])
-            written += int(row["written"])
-            if n_done % max(1, len(chunks) // 20) == 0 or n_done == len(chunks):
-                rate = run_images / max(time.time() - t0, 1e-9)
-                log(f"batch {spec.job_id}: {n_done}/{len(chunks)} chunks, {run_images} images, {rate:.1f} img/s")
+        with Progress("batch", sum(ch["count"] for ch in chunks), "images", status="starting replicas") as bar:
+            for row in ds.iter_rows():
+                run_images += int(row["images"])
+                written += int(row["written"])
+                bar.update(run_images)
     job_doc.update(status="complete", images=total,
                    completed=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     storage.write_json(storage.join(output, JOB_JSON), job_doc)

@@ -59,8 +59,9 @@ def _order_key(sha256: str, seed: int) -> str:
 
 
 def _process_batch(batch: dict[str, np.ndarray], src: str, resolution: int, max_pixels: int,
-                   max_file_bytes: int) -> dict[str, list]:
-    """Ray Data UDF (a stateless task): a batch of source keys → processed rows or skip reasons."""
+                   max_file_bytes: int, progress=None) -> dict[str, list]:
+    """Ray Data UDF (a stateless task): a batch of source keys → processed rows or skip reasons.
+    ``progress``: a :class:`ray_gan.progress.Reporter` that counts the files done."""
     reader = SourceReader(src)
     out: dict[str, list] = {k: [] for k in ("key", "style_name", "status", "detail", "image", "sha256")}
     try:
@@ -82,6 +83,8 @@ def _process_batch(batch: dict[str, np.ndarray], src: str, resolution: int, max_
                 out[k].append(v)
     finally:
         reader.close()
+    if progress is not None:
+        progress.add(len(out["key"]))
     return out
 
 
@@ -117,6 +120,8 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
     """Run the whole preparation; returns the ``dataset.json`` document."""
     import ray
 
+    from ray_gan.console import Progress
+    from ray_gan.progress import Track
     from ray_gan.runtime import init_ray
 
     init_ray()
@@ -125,16 +130,18 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
     items = list_source(cfg.src)
     if not items:
         raise storage.StorageError(f"no files found under {cfg.src}")
-    log(f"prepare: {len(items)} files under {cfg.src}")
+    bar = Progress("prepare", len(items), "files", status="starting")
 
     n_blocks = max(1, math.ceil(len(items) / cfg.files_per_task))
     ds = ray.data.from_items([{"key": i.key, "style_name": i.style} for i in items], override_num_blocks=n_blocks)
-    ds = ds.map_batches(
-        _process_batch,
-        fn_kwargs=dict(src=cfg.src, resolution=cfg.resolution, max_pixels=cfg.max_pixels,
-                       max_file_bytes=cfg.max_file_bytes),
-        batch_size=cfg.files_per_task,
-    ).materialize()
+    with Track(lambda state, count: bar.update(count)) as reporter:
+        ds = ds.map_batches(
+            _process_batch,
+            fn_kwargs=dict(src=cfg.src, resolution=cfg.resolution, max_pixels=cfg.max_pixels,
+                           max_file_bytes=cfg.max_file_bytes, progress=reporter),
+            batch_size=cfg.files_per_task,
+        ).materialize()
+    bar.update(len(items), status="writing shards")
 
     meta = ds.select_columns(["key", "style_name", "status", "sha256"]).to_pandas()
     meta = meta.sort_values("key", kind="stable").reset_index(drop=True)
@@ -172,10 +179,11 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
         to_write.groupby("shard", num_partitions=max(1, keep.shard.nunique()))
         .map_groups(_WriteShard, fn_constructor_kwargs=dict(dst=dst, styles=styles, resolution=cfg.resolution,
                                                           seed=cfg.seed),
-                    concurrency=1)
+                    compute=ray.data.ActorPoolStrategy(size=1))
         .to_pandas()
         .sort_values("shard")
     )
+    bar.close()
 
     counts: dict[str, dict[str, int]] = {"train": {s: 0 for s in styles}, "val": {s: 0 for s in styles}}
     for (split, style), n in keep.groupby(["split", "style_name"]).size().items():
@@ -206,7 +214,7 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
     log(
         f"prepare: {len(keep)} images kept in {len(styles)} styles "
         f"(train {doc['counts']['train']['total']}, val {doc['counts']['val']['total']}), "
-        f"{len(doc['shards'])} shards → {dst}"
+        f"{len(doc['shards'])} shards → {dst}; skipped "
+        + (", ".join(f"{k}={v}" for k, v in doc["skipped"].items()) or "nothing")
     )
-    log("prepare: skipped " + (", ".join(f"{k}={v}" for k, v in doc["skipped"].items()) or "nothing"))
     return doc

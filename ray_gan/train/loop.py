@@ -54,11 +54,16 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     distributed = dist.is_available() and dist.is_initialized() and world > 1
-    # Ray Train forwards the logging module's records to the driver (once; a print
-    # would be both teed and logged, so it shows twice).
+    # Rank 0 logs with the logging module (Ray forwards it to the driver's terminal with
+    # --verbose; a print would be both teed and logged, so it shows twice), and reports
+    # its step and lines to the driver, which draws the progress bar and keeps the lines
+    # in its log file (ray_gan.progress).
     logger = logging.getLogger("ray_gan.train")
     logger.setLevel(logging.INFO)
     log = logger.info if rank == 0 else (lambda msg: None)
+    progress = config.get("progress") if rank == 0 else None
+    if progress is not None:
+        log = progress.forwarding(log)
 
     # ---- models and optimisers -------------------------------------------------------
     torch.manual_seed(run.seed)  # same init everywhere (rank 0 is broadcast anyway)
@@ -123,6 +128,8 @@ def train_loop_per_worker(config: dict) -> None:
 
         stats = stepper.step(x_real, y, step)
         step += 1
+        if progress is not None:
+            progress.update(step=step, elapsed=time.time() - t_start)
 
         # Losses agreed across workers, in one all_reduce and one device→host copy per
         # step: every worker takes the same stop decision.

@@ -79,33 +79,49 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     else:
         ray_dir = os.path.join(tempfile.gettempdir(), "ray_gan", "train-runs")
         run_config = RunConfig(name=run_name, storage_path=ray_dir, failure_config=FailureConfig(max_failures=0))
-    scaling = cfg.scaling
+    from ray_gan.console import Progress
+    from ray_gan.progress import Track
+
+    # Rank 0 reports its step and elapsed time; the driver draws the bar (and logs rank 0's lines to its log file).
+    scaling, budget = cfg.scaling, cfg.run.time_budget_s
+    bar = Progress("train", cfg.run.steps, "steps", images_per_unit=scaling.batch_size * scaling.workers,
+                   initial=plan.resume_step or 0, status="starting workers", startup_apart=True)
+
+    def show(state: dict | None, _count: int) -> None:
+        if state:
+            bar.update(state["step"], time_left=budget - state["elapsed"] if budget else None)
+
+    track = Track(show, lines_to="ray_gan.train")
     use_gpu = scaling.gpus_per_worker > 0
     resources = {"CPU": scaling.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = scaling.gpus_per_worker
     trainer = TorchTrainer(
         _loop,
-        train_loop_config={"plan": plan.model_dump()},
+        train_loop_config={"plan": plan.model_dump(), "progress": track.reporter},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=run_config,
         datasets={"train": image_dataset(info, "train")},
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
-    budget = cfg.run.time_budget_s
     log(
         f"train: {plan.model.arch} {plan.model.resolution}px, {len(info.styles)} styles, {plan.train_count} train "
         f"images, {scaling.workers} workers × batch {scaling.batch_size}, steps {plan.resume_step or 0} → "
         f"{cfg.run.steps}{f' or {budget:.0f} s, whichever comes first' if budget else ''}, out {out}"
     )
     try:
-        trainer.fit()
+        with track:
+            trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise TrainError(_failure_message(exc, out)) from None
     final = ckpt.read_model_info(out)
     grid = storage.join(out, final.raw["sample_grid"])
-    log(f"train: done at step {final.step}; model {out}; samples {grid}")
+    bar.update(final.step)
+    bar.close()
+    stopped = (f" ({budget:.0f} s time budget reached; continue with --resume)"
+               if budget and final.step < cfg.run.steps else "")
+    log(f"train: done at step {final.step}{stopped}; model {out}; samples {grid}")
     return TrainResult(out, final.step, grid)
 
 
