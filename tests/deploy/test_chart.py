@@ -16,8 +16,11 @@ A missing tool fails the test when CI is set and skips it otherwise. The KubeRay
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import copy
 import functools
+import io
 import importlib
 import importlib.util
 import json
@@ -58,9 +61,21 @@ VALUES = {
     "gpu": CHART / "ci" / "gpu-values.yaml",
     "minimal": CHART / "ci" / "minimal-values.yaml",
 }
+# Further renderings for the checks of the config blocks (render() takes their names too):
+# the training job with the chart's empty train.config, and settings in every group.
+SETTINGS = {
+    "train-defaults": ["--set", "train.enabled=true,train.prepare.enabled=true"],
+    "settings": [
+        "--set", "train.enabled=true,train.config.arch=vanilla,train.config.optim.lr_g=0.001,"
+                 "train.config.model.z_dim=64,train.config.scaling.workers=3,train.config.run.resume=true",
+        "--set", "train.prepare.enabled=true,train.prepare.config.src=s3://other/raw",
+        "--set-json", 'train.prepare.config={"resolution": 28, "val_fraction": 0.05, "max_pixels": 40000000}',
+        "--set-json", 'rayService.serve.config={"num_replicas": 2, "num_cpus": 0.5, "max_batch_size": 8}',
+    ],
+}
 EXPECTED_KINDS = {
     "default": {"ServiceAccount": 1, "RayService": 1, "NetworkPolicy": 1},
-    "gpu": {"ServiceAccount": 1, "RayService": 1, "RayJob": 2, "ConfigMap": 2, "Service": 1,
+    "gpu": {"ServiceAccount": 1, "RayService": 1, "RayJob": 2, "ConfigMap": 3, "Service": 1,
             "PodMonitor": 1, "ServiceMonitor": 1, "NetworkPolicy": 1},
     "minimal": {"RayJob": 1, "ConfigMap": 1, "NetworkPolicy": 1},
 }
@@ -71,15 +86,20 @@ MONITORING_KINDS = {"PodMonitor", "ServiceMonitor"}
 # The contract with the ray_gan package: subcommands and the flags each accepts.
 CONTRACT_SUBCOMMANDS = {
     "demo-data": set(),
-    "prepare": {"--resolution", "--val-fraction", "--seed"},
-    "train": {"--out", "--workers", "--gpus-per-worker", "--arch", "--steps", "--batch-size", "--resume"},
+    # prepare: flags from train.prepare.config (PrepareConfig's fields but src and dst);
+    # train: the rest is in the --config file (train.config).
+    "prepare": {"--resolution", "--val-fraction", "--seed", "--shard-rows", "--max-pixels", "--max-file-bytes",
+                "--files-per-task"},
+    "train": {"--config", "--out"},
     "generate": {"--styles", "--n", "--seed", "--truncation", "--out"},
     "batch": set(),
     "serve": {"--host", "--port"},
     "demo": set(),
 }
 SERVE_IMPORT_PATH = "ray_gan.serve.app:build_app"
-SERVE_APP_ARGS = {"model", "max_batch_size", "batch_wait_timeout_s"}
+# ServeConfig's fields: the Serve app's args (rayService.serve.config, model, host, port).
+SERVE_APP_ARGS = {"model", "host", "port", "max_batch_size", "batch_wait_timeout_s", "num_replicas", "num_gpus",
+                  "num_cpus"}
 BATCH_SPEC_FIELDS = {"job_id", "model", "styles", "variants_per_style", "seed_base", "truncation",
                      "image_format", "output", "chunk_size", "replicas", "gpus_per_replica"}
 BATCH_SPEC_OPTIONAL = {"cpus_per_replica"}
@@ -139,7 +159,7 @@ def helm_args(values_name: str | None, extra: list[str] | None = None) -> list[s
     args = []
     if values_name and VALUES.get(values_name):
         args += ["-f", str(VALUES[values_name])]
-    return args + (extra or [])
+    return args + SETTINGS.get(values_name, []) + (extra or [])
 
 
 @functools.lru_cache(maxsize=None)
@@ -164,6 +184,30 @@ def ray_docs(docs):
 
 def cluster_spec(doc: dict) -> dict:
     return doc["spec"]["rayClusterConfig"] if doc["kind"] == "RayService" else doc["spec"]["rayClusterSpec"]
+
+
+def serve_app(doc: dict) -> tuple[dict, dict]:
+    """(serveConfigV2, its one application) of a RayService."""
+    cfg = yaml.safe_load(doc["spec"]["serveConfigV2"])
+    (app,) = cfg["applications"]
+    return cfg, app
+
+
+# The file each RayJob's entrypoint reads: (head volume, ConfigMap key), by subcommand.
+JOB_FILES = {"batch": ("batch-spec", "job.yaml"), "train": ("train-config", "train.yaml")}
+
+
+def job_file(docs, job: dict) -> tuple[list[str], str, dict]:
+    """(entrypoint argv, path in the head pod, parsed content) of the ConfigMap file a
+    RayJob's entrypoint reads, mounted read-only on the job's head."""
+    argv = shlex.split(job["spec"]["entrypoint"])
+    volume, key = JOB_FILES[argv[1]]
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == volume)
+    assert mount["readOnly"] is True, job["metadata"]["name"]
+    source = next(v for v in head["volumes"] if v["name"] == volume)["configMap"]["name"]
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == source]
+    return argv, f"{mount['mountPath']}/{key}", yaml.safe_load(cm["data"][key])
 
 
 def pod_templates(doc: dict):
@@ -474,15 +518,14 @@ def test_serve_config(values_name):
     docs = render(values_name)
     services = [d for d in docs if d["kind"] == "RayService"]
     for svc in services:
-        cfg = yaml.safe_load(svc["spec"]["serveConfigV2"])
+        cfg, app = serve_app(svc)
         assert cfg["http_options"] == {"host": "0.0.0.0", "port": 8000}
-        (app,) = cfg["applications"]
         assert app["name"] == "ray-gan" and app["route_prefix"] == "/"
         assert app["import_path"] == SERVE_IMPORT_PATH
-        assert set(app["args"]) == SERVE_APP_ARGS
+        assert {"model", "host", "port"} <= set(app["args"]) <= SERVE_APP_ARGS
         assert app["args"]["model"].startswith("s3://")
-        assert isinstance(app["args"]["max_batch_size"], int)
-        assert isinstance(app["args"]["batch_wait_timeout_s"], (int, float))
+        # ServeConfig.host/port name where the app listens: Serve's HTTP proxy.
+        assert {k: app["args"][k] for k in ("host", "port")} == cfg["http_options"]
         deps = {d["name"]: d for d in app["deployments"]}
         assert set(deps) == {"StyleGenerator", "VariantsAPI"}
         gen = deps["StyleGenerator"]
@@ -500,27 +543,40 @@ def test_serve_config(values_name):
 
 @pytest.mark.deploy
 @pytest.mark.parametrize("values_name", list(VALUES))
-def test_rayjobs_lifecycle_and_batch_spec(values_name):
+def test_rayjobs_lifecycle_and_mounted_specs(values_name):
     docs = render(values_name)
-    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
     for job in (d for d in docs if d["kind"] == "RayJob"):
         spec = job["spec"]
         assert spec["shutdownAfterJobFinishes"] is True
         assert spec["ttlSecondsAfterFinished"] >= 0
         assert spec["submissionMode"] == "K8sJobMode"
         assert spec["submitterPodTemplate"]["spec"]["restartPolicy"] == "Never"
-        argv = shlex.split(spec["entrypoint"])
+        argv, path, content = job_file(docs, job)
         assert argv[0] == "ray-gan"
         if argv[1] == "batch":
-            head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
-            mount = next(m for m in head["containers"][0]["volumeMounts"] if m["name"] == "batch-spec")
-            assert mount["readOnly"] is True
-            assert argv[2] == f"{mount['mountPath']}/job.yaml"
-            volume = next(v for v in head["volumes"] if v["name"] == "batch-spec")
-            job_spec = yaml.safe_load(configmaps[volume["configMap"]["name"]]["data"]["job.yaml"])
-            assert BATCH_SPEC_FIELDS <= set(job_spec) <= BATCH_SPEC_FIELDS | BATCH_SPEC_OPTIONAL
-            assert job_spec["model"].startswith("s3://") and job_spec["output"].startswith("s3://")
-            assert job_spec["job_id"] in job["metadata"]["name"]
+            assert argv[2:] == [path]
+            assert BATCH_SPEC_FIELDS <= set(content) <= BATCH_SPEC_FIELDS | BATCH_SPEC_OPTIONAL
+            assert content["model"].startswith("s3://") and content["output"].startswith("s3://")
+            assert content["job_id"] in job["metadata"]["name"]
+        else:
+            # `ray-gan train` requires dataset and --out on its command line: the file's.
+            assert argv[1:] == ["train", "--config", path, content["dataset"], "--out", content["out"]]
+            assert content["dataset"].startswith("s3://") and content["out"].startswith("s3://")
+
+
+@pytest.mark.deploy
+def test_config_blocks_restate_no_package_default():
+    """With the chart's empty config blocks, the rendered train.yaml, prepare flags and Serve
+    args hold only the URIs (and Serve's address): every other default is the package's."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    s3 = values["s3"]
+    docs = render("train-defaults")
+    (job,) = [d for d in docs if d["kind"] == "RayJob"]
+    assert job_file(docs, job)[2] == {"dataset": s3["datasetUri"], "out": s3["modelUri"]}
+    init = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["initContainers"]
+    assert [c["args"] for c in init] == [["prepare", s3["rawDataUri"], s3["datasetUri"]]]
+    (svc,) = [d for d in docs if d["kind"] == "RayService"]
+    assert serve_app(svc)[1]["args"] == {"model": s3["modelUri"], "host": "0.0.0.0", "port": 8000}
 
 
 @pytest.mark.deploy
@@ -557,15 +613,27 @@ BAD_VALUES = {
     "unknown top-level key": ["--set", "replicaCount=2"],
     "unknown nested key": ["--set", "head.resource.limits.cpu=1"],
     "credential in values": ["--set", "s3.credentialsSecret.secretAccessKey=abc"],
-    "wrong type (int)": ["--set", "rayService.serve.maxBatchSize=many"],
+    "wrong type (int)": ["--set", "rayService.serve.variantsApi.numReplicas=many"],
     "wrong type (bool)": ["--set-string", "train.enabled=yes"],
-    "wrong enum": ["--set", "train.arch=biggan"],
+    "wrong enum": ["--set", "autoscaler.upscalingMode=Fast"],
+    "config block not a mapping": ["--set", "train.config=dcgan"],
+    "train setting outside train.config": ["--set", "train.batchSize=64"],
+    "serve setting outside rayService.serve.config": ["--set", "rayService.serve.maxBatchSize=32"],
     "bad job id": ["--set", "batch.spec.job_id=Not_A_DNS_Label"],
     "bad image format": ["--set", "batch.spec.image_format=gif"],
     "rayStartParams must be strings": ["--set", "head.rayStartParams.num-cpus=0"],
     "resources need limits": ["--set", "worker.resources.limits=null"],
-    "GPUs asked, none on workers": ["--set", "rayService.serve.styleGenerator.numGpus=1"],
-    "training GPUs, none on workers": ["--set", "train.enabled=true,train.gpusPerWorker=1"],
+    "GPUs asked, none on workers": ["--set", "rayService.serve.config.num_gpus=1"],
+    "training GPUs, none on workers": ["--set", "train.enabled=true,train.config.scaling.gpus_per_worker=1"],
+    "serve port is the chart's": ["--set", "rayService.serve.config.port=9000"],
+    "serve host is the chart's": ["--set", "rayService.serve.config.host=127.0.0.1"],
+    "fixed replicas and autoscaling": ["--set", "rayService.serve.config.num_replicas=2,"
+                                                "rayService.serve.styleGenerator.autoscaling.enabled=true"],
+    "prepare dst is the training dataset": ["--set", "train.enabled=true,train.prepare.enabled=true,"
+                                                     "train.prepare.config.dst=s3://b/other"],
+    "prepare setting not a flag value": ["--set", "train.enabled=true,train.prepare.enabled=true,"
+                                                  "train.prepare.config.resolution.x=1"],
+    "dataset URI with a space": ["--set", "train.enabled=true", "--set", "train.config.dataset=s3://b/my data"],
 }
 
 
@@ -576,11 +644,26 @@ def test_bad_values_are_rejected(case):
     assert proc.returncode != 0, f"{case}: accepted\n{proc.stdout[:2000]}"
 
 
+PACKAGE_CONFIG_BLOCKS = {
+    "#/properties/train/properties/config",
+    "#/properties/train/properties/prepare/properties/config",
+    "#/properties/rayService/properties/serve/properties/config",
+}
+
+
 @pytest.mark.deploy
 def test_schema_forbids_unknown_keys_everywhere():
     schema = json.loads((CHART / "values.schema.json").read_text())
+    seen = set()
 
     def walk(node, path):
+        if path in PACKAGE_CONFIG_BLOCKS:
+            # Fields of a ray_gan config: the package's pydantic model checks them (unknown
+            # ones included), test_rendered_configs_validate_with_the_package_models the rendering.
+            assert node["type"] == "object" and node["additionalProperties"] is True, path
+            assert set(node) == {"type", "additionalProperties", "description"}, path
+            seen.add(path)
+            return
         if isinstance(node, dict):
             if node.get("type") == "object" or "properties" in node:
                 ap = node.get("additionalProperties")
@@ -594,18 +677,9 @@ def test_schema_forbids_unknown_keys_everywhere():
                 walk(v, f"{path}/{i}")
 
     walk(schema, "#")
+    assert seen == PACKAGE_CONFIG_BLOCKS
     # The values file itself validates against the schema (helm does too, but say it here).
     jsonschema.Draft7Validator(schema).validate(yaml.safe_load((CHART / "values.yaml").read_text()))
-
-
-def test_schema_offers_every_architecture():
-    # The chart's train job can run every architecture `ray-gan train --arch` accepts.
-    import typing
-
-    from ray_gan.config import Arch
-
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    assert schema["properties"]["train"]["properties"]["arch"]["enum"] == list(typing.get_args(Arch))
 
 
 @pytest.mark.deploy
@@ -695,22 +769,131 @@ def test_serve_import_path_is_importable():
     assert callable(obj)
 
 
-@pytest.mark.deploy
-def test_rendered_specs_validate_with_the_package_models():
-    """The batch ConfigMap and the serve args parse with the package's own pydantic models."""
+def _package(module: str = "ray_gan.config"):
     _require_ray_gan()
     try:
-        config = importlib.import_module("ray_gan.config")
+        return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         _skip_if_dependency_missing(f"ModuleNotFoundError: No module named '{exc.name}'")
         raise
-    for values_name in VALUES:
-        for d in render(values_name):
-            if d["kind"] == "ConfigMap" and "job.yaml" in d.get("data", {}):
-                config.BatchJobSpec.model_validate(yaml.safe_load(d["data"]["job.yaml"]))
-            if d["kind"] == "RayService" and hasattr(config, "ServeConfig"):
-                app = yaml.safe_load(d["spec"]["serveConfigV2"])["applications"][0]
-                config.ServeConfig.model_validate(app["args"])
+
+
+def package_configs(docs):
+    """(where, ray_gan.config model name, data) of every spec the chart renders for ray_gan:
+    the RayJobs' mounted files and the Serve app's args."""
+    models = {"batch": "BatchJobSpec", "train": "TrainConfig"}
+    for job in (d for d in docs if d["kind"] == "RayJob"):
+        argv, path, content = job_file(docs, job)
+        yield f"RayJob/{job['metadata']['name']} {path}", models[argv[1]], content
+    for svc in (d for d in docs if d["kind"] == "RayService"):
+        yield f"RayService/{svc['metadata']['name']} args", "ServeConfig", serve_app(svc)[1]["args"]
+
+
+def _parse_command(argv: list[str]) -> argparse.Namespace:
+    """`ray-gan ARGV` through the package's own argument parser (SystemExit if it refuses)."""
+    cli = _package("ray_gan.cli")
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return cli.build_parser().parse_args(argv)
+    except SystemExit as exc:
+        raise SystemExit(f"`ray-gan {shlex.join(argv)}`: {err.getvalue().strip()}") from exc
+
+
+def package_problems(docs) -> list[str]:
+    """What ray_gan itself refuses in a rendering: specs its pydantic models reject,
+    commands its parser rejects, prepare flags that make no valid PrepareConfig, and a
+    train command line that sets anything other than its --config file does (dataset and
+    --out must repeat the file's)."""
+    config, cli_flags = _package(), _package("ray_gan.cli_flags")
+    pydantic = importlib.import_module("pydantic")
+    problems = []
+    for where, model, data in package_configs(docs):
+        try:
+            getattr(config, model).model_validate(data)
+        except pydantic.ValidationError as exc:
+            problems.append(f"{where}: {exc}")
+    commands = []
+    for d in ray_docs(docs):
+        if d["kind"] == "RayJob":
+            commands.append((d, "entrypoint", shlex.split(d["spec"]["entrypoint"])[1:]))
+        commands += [(d, c["name"], c["args"]) for _role, tmpl in pod_templates(d)
+                     for c in tmpl["spec"].get("initContainers", [])]
+    for doc, what, argv in commands:
+        where = f"{doc['kind']}/{doc['metadata']['name']} {what}"
+        try:
+            ns = _parse_command(argv)
+            if argv[0] == "prepare":
+                config.PrepareConfig.model_validate(cli_flags.values(config.PrepareConfig, ns))
+        except (SystemExit, pydantic.ValidationError) as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if argv[0] == "train":
+            _argv, path, file = job_file(docs, doc)
+            if ns.config != path or cli_flags.values(config.TrainConfig, ns, file) != file:
+                problems.append(f"{where}: the command line's settings differ from its --config file {path}")
+    return problems
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize("rendering", [*VALUES, *SETTINGS])
+def test_rendered_configs_validate_with_the_package_models(rendering):
+    """The batch spec, train.yaml, the prepare and train commands and the Serve app's args
+    all parse with the package's own models and parser; the StyleGenerator deployment
+    takes its replicas and resources from the validated ServeConfig."""
+    config = _package()
+    docs = render(rendering)
+    problems = package_problems(docs)
+    assert not problems, "\n".join(problems)
+    for svc in (d for d in docs if d["kind"] == "RayService"):
+        serve_v2, app = serve_app(svc)
+        cfg = config.ServeConfig.model_validate(app["args"])
+        gen = next(d for d in app["deployments"] if d["name"] == "StyleGenerator")
+        assert gen["ray_actor_options"] == {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
+        # Without num_replicas the deployment autoscales (test_serve_config).
+        assert gen.get("num_replicas", cfg.num_replicas) == cfg.num_replicas
+        assert {"host": cfg.host, "port": cfg.port} == serve_v2["http_options"]
+
+
+@pytest.mark.deploy
+def test_config_blocks_reach_the_package():
+    """Settings in every group of train.config, in train.prepare.config and in
+    rayService.serve.config arrive in the configs ray_gan builds."""
+    config, cli_flags = _package(), _package("ray_gan.cli_flags")
+    docs = render("settings")
+    built = {model: getattr(config, model).model_validate(data) for _w, model, data in package_configs(docs)}
+    train, serve_cfg = built["TrainConfig"], built["ServeConfig"]
+    assert (train.arch, train.optim.lr_g, train.model.z_dim, train.scaling.workers, train.run.resume) == (
+        "vanilla", 0.001, 64, 3, True)
+    assert (serve_cfg.num_replicas, serve_cfg.num_cpus, serve_cfg.max_batch_size) == (2, 0.5, 8)
+    (job,) = [d for d in docs if d["kind"] == "RayJob"]
+    (prepare,) = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["initContainers"]
+    prep = config.PrepareConfig.model_validate(cli_flags.values(config.PrepareConfig, _parse_command(prepare["args"])))
+    assert (prep.src, prep.dst, prep.resolution, prep.val_fraction, prep.max_pixels) == (
+        "s3://other/raw", train.dataset, 28, 0.05, 40_000_000)
+
+
+# A typo in a config block: helm renders it (the block is the package's to check), ray_gan refuses it.
+CONFIG_TYPOS = {
+    "train.config": "train.config.arhc=dcgan",
+    "train.config group": "train.config.run.stpes=10",
+    "train.config leaf outside its group": "train.config.steps=10",
+    "train.prepare.config": "train.prepare.enabled=true,train.prepare.config.resolutoin=64",
+    "rayService.serve.config": "rayService.serve.config.max_batchsize=8",
+}
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize("case", list(CONFIG_TYPOS))
+def test_config_typos_fail_package_validation(case):
+    """A misspelt field in a config block is caught by the package (exactly once, naming
+    it), so the checks above would catch one in the chart's own renderings."""
+    _package()
+    proc = render_with(["--set", f"train.enabled=true,{CONFIG_TYPOS[case]}"])
+    assert proc.returncode == 0, proc.stderr
+    problems = package_problems([d for d in yaml.safe_load_all(proc.stdout) if d])
+    typo = CONFIG_TYPOS[case].split("=")[-2].rsplit(".", 1)[-1]
+    assert len(problems) == 1 and typo.replace("_", "-") in problems[0].replace("_", "-"), problems
 
 
 # --------------------------------------------------------------------------- checkov

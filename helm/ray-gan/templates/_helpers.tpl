@@ -79,8 +79,53 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end }}
 
+{{/*
+Model URI the Serve app loads: rayService.serve.config.model, else s3.modelUri.
+*/}}
 {{- define "ray-gan.modelUri" -}}
-{{- default .Values.s3.modelUri .Values.rayService.serve.model }}
+{{- default .Values.s3.modelUri (default dict .Values.rayService.serve.config).model }}
+{{- end }}
+
+{{/*
+The training config as YAML (the ConfigMap's train.yaml, read by `ray-gan train --config`):
+train.config, TrainConfig's own fields and nested layout, with dataset and out filled in
+from s3.datasetUri and s3.modelUri where unset. Nothing else is added: every other
+default is TrainConfig's. Read it back with fromYaml.
+*/}}
+{{- define "ray-gan.trainConfig" -}}
+{{- $cfg := deepCopy (default dict .Values.train.config) }}
+{{- if not $cfg.dataset }}
+{{- $_ := set $cfg "dataset" .Values.s3.datasetUri }}
+{{- end }}
+{{- if not $cfg.out }}
+{{- $_ := set $cfg "out" .Values.s3.modelUri }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+Command-line flags of a pydantic config's fields, as a YAML list of strings: a key
+some_field becomes --some-field VALUE, a boolean --some-field / --no-some-field (the form
+ray_gan's generated flags take); null values are left out. Call with
+(dict "what" "<values path, for errors>" "values" <dict>).
+*/}}
+{{- define "ray-gan.flags" -}}
+{{- $out := list }}
+{{- range $key := keys .values | sortAlpha }}
+{{- $v := get $.values $key }}
+{{- $name := replace "_" "-" $key }}
+{{- if kindIs "invalid" $v }}
+{{- else if kindIs "bool" $v }}
+{{- $out = append $out (ternary (printf "--%s" $name) (printf "--no-%s" $name) $v) }}
+{{- else if or (kindIs "map" $v) (kindIs "slice" $v) }}
+{{- fail (printf "%s.%s: a single value is expected (it becomes the flag --%s)" $.what $key $name) }}
+{{- else if kindIs "string" $v }}
+{{- $out = concat $out (list (printf "--%s" $name) $v) }}
+{{- else }}
+{{- $out = concat $out (list (printf "--%s" $name) (toJson $v)) }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
 {{- end }}
 
 {{/*
