@@ -200,7 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("train", help="train a GAN on a prepared dataset with Ray Train")
-    s.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
     cli_flags.add_flags(s, TrainConfig, positional=("dataset",), skip=("init_from", "freeze_d"))
     s.set_defaults(func=cmd_train)
 
@@ -275,7 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_batch)
 
     s = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
-    s.add_argument("--config", help="YAML file of ServeConfig fields (flags override it)")
     cli_flags.add_flags(s, ServeConfig, positional=("model",))
     s.set_defaults(func=cmd_serve)
 

@@ -45,21 +45,23 @@ def _default_text(field: FieldInfo) -> str:
 
 def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], positional: tuple[str, ...] = (),
               skip: tuple[str, ...] = ()) -> None:
-    """Flags for ``model``'s leaves on ``parser``: fields named in ``positional`` become
-    positional arguments (in that order), other required fields required flags, and
-    fields named in ``skip`` are left out (set by the command itself)."""
+    """``--config FILE.yaml`` and flags for ``model``'s leaves on ``parser``: fields named in
+    ``positional`` become positional arguments (in that order), and fields named in
+    ``skip`` are left out (set by the command itself). A required field may come from the
+    file instead of the command line: pydantic says which are missing."""
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help=f"a YAML file of {model.__name__} fields (the command line's values override it)")
     by_name = {leaf.name: leaf for leaf in leaves(model)}
     for name in positional:
         leaf = by_name[name]
-        parser.add_argument(name, type=_scalar(leaf.field.annotation), help=leaf.field.description)
+        parser.add_argument(name, nargs="?", default=argparse.SUPPRESS, type=_scalar(leaf.field.annotation),
+                            help=leaf.field.description)
     for leaf in by_name.values():
         if leaf.name in positional or leaf.name in skip:
             continue
         field, typ = leaf.field, _scalar(leaf.field.annotation)
         kw: dict[str, Any] = {"dest": leaf.name, "default": argparse.SUPPRESS,
                               "help": (field.description or "") + _default_text(field)}
-        if field.is_required():
-            kw["required"] = True
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(typ) is Literal:
