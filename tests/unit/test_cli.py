@@ -73,6 +73,24 @@ def test_a_yaml_config_is_read_and_flags_override_it(tmp_path):
     assert main(["train", "ds", "--out", "m", "--config", str(path)]) == 2  # a typo is an error, not ignored
 
 
+def test_required_fields_may_come_from_the_file_and_a_missing_one_is_named(tmp_path, capsys):
+    from ray_gan.cli import _config
+    from ray_gan.config import ServeConfig, TrainConfig
+
+    path = tmp_path / "train.yaml"
+    path.write_text("dataset: s3://b/ds\nout: s3://b/m\nscaling: {workers: 3}\n")
+    cfg = _config(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
+    assert (cfg.dataset, cfg.out, cfg.scaling.workers) == ("s3://b/ds", "s3://b/m", 3)
+    serve = tmp_path / "serve.yaml"
+    serve.write_text("model: s3://b/m\nnum_replicas: 2\nmax_batch_size: 8\n")
+    assert _config(ServeConfig, build_parser().parse_args(["serve", "--config", str(serve), "--port", "9000"])) == \
+        ServeConfig(model="s3://b/m", num_replicas=2, max_batch_size=8, port=9000)
+    path.write_text("dataset: s3://b/ds\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "out\n  Field required" in err and "dataset\n" not in err
+
+
 def test_missing_model_is_a_clean_error(tmp_path, capsys):
     rc = main(["generate", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert rc == 1
