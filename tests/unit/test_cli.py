@@ -105,8 +105,7 @@ def test_cli_evaluate(tiny_model, tiny_dataset, capsys, monkeypatch):
     a = build_parser().parse_args(["evaluate", "m", "--data", "d", "--n-per-style", "7", "--extractor", "random-cnn",
                                    "--truncation", "0.5", "--device", "cpu"])
     cfg = _config(EvalConfig, a)
-    assert (cfg.model, cfg.data, cfg.split, cfg.n_per_style, cfg.extractor, cfg.truncation) == \
-        ("m", "d", "val", 7, "random-cnn", 0.5)
+    assert (cfg.model, cfg.data, cfg.n_per_style, cfg.extractor, cfg.truncation) == ("m", "d", 7, "random-cnn", 0.5)
     monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
     assert main(["evaluate", tiny_model, "--data", tiny_dataset, "--extractor", "inception", "--device", "cpu"]) == 1
     assert "--inception-weights" in capsys.readouterr().err

@@ -14,7 +14,6 @@ def test_dcgan_shapes(res):
     z, s = torch.randn(4, cfg.z_dim), torch.tensor([0, 1, 2, 0])
     x = G(z, s)
     assert x.shape == (4, 3, res, res)
-    assert x.abs().max() <= 1.0
     assert D(x, s).shape == (4,)
 
 
