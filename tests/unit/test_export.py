@@ -11,7 +11,7 @@ from ray_gan.generate.render import Renderer
 
 @pytest.mark.parametrize("fixture", ["tiny_stylegan", "tiny_model"])
 def test_onnx_export_matches_torch(fixture, request, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[onnx]' (or '.[test]')")
     from ray_gan.export import ExportableGenerator, export_onnx
     from ray_gan.generate.render import latents_from_seeds
 
