@@ -1,9 +1,13 @@
+"""ray_gan.cli: the commands, their flags and their exit codes."""
+
 import argparse
 
 import pytest
 from pydantic_core import PydanticUndefined
 
+from ray_gan import storage
 from ray_gan.cli import build_parser, main
+from ray_gan.evaluate.features import INCEPTION_WEIGHTS_ENV
 
 
 def test_every_documented_subcommand_exists():
@@ -109,3 +113,23 @@ def test_demo_data_command(tmp_path, capsys):
     assert "12 images in 4 styles" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["no-such-command"])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_cli_evaluate(tiny_model, tiny_dataset, capsys, monkeypatch):
+    from ray_gan.cli import _config, build_parser, main
+    from ray_gan.config import EvalConfig
+
+    a = build_parser().parse_args(["evaluate", "m", "--data", "d", "--n-per-style", "7", "--extractor", "random-cnn",
+                                   "--truncation", "0.5", "--device", "cpu"])
+    cfg = _config(EvalConfig, a)
+    assert (cfg.model, cfg.data, cfg.n_per_style, cfg.extractor, cfg.truncation) == ("m", "d", 7, "random-cnn", 0.5)
+    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+    assert main(["evaluate", tiny_model, "--data", tiny_dataset, "--extractor", "inception", "--device", "cpu"]) == 1
+    assert "--inception-weights" in capsys.readouterr().err
+    # (20 classifier steps instead of 300 keep the unit test fast)
+    assert main(["evaluate", tiny_model, "--data", tiny_dataset, "--n-per-style", "4", "--device", "cpu",
+                 "--classifier-steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "FID" in out and "near-copies" in out
+    assert storage.join(tiny_model, "eval", "val-00000001", "report.json") in out

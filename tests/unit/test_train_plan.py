@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ray_gan.checkpoint import ModelInfo
-from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.config import TrainConfig
 from ray_gan.data.dataset import DatasetInfo
 from ray_gan.train.plan import RunPlan, TrainError, plan_run
 

@@ -1,5 +1,6 @@
+"""ray_gan.data.prepare: the train/val split."""
+
 from ray_gan.data.prepare import split_of
-from ray_gan.data.sources import list_source
 
 
 def test_split_is_deterministic_per_content_and_close_to_the_fraction():
@@ -11,12 +12,3 @@ def test_split_is_deterministic_per_content_and_close_to_the_fraction():
     b = [split_of(s, 1, 0.1) for s in shas]
     assert a != b  # the seed matters
     assert all(split_of(s, 0, 0.0) == "train" for s in shas[:50])
-
-
-def test_list_source_styles_from_subfolders_and_flat(tmp_path):
-    (tmp_path / "src" / "ink").mkdir(parents=True)
-    (tmp_path / "src" / "ink" / "a.png").write_bytes(b"x")
-    (tmp_path / "src" / ".hidden").write_bytes(b"x")
-    (tmp_path / "src" / "top.png").write_bytes(b"x")
-    items = list_source(str(tmp_path / "src"))
-    assert [(i.key, i.style) for i in items] == [("ink/a.png", "ink"), ("top.png", "src")]

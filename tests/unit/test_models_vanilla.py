@@ -1,3 +1,5 @@
+"""ray_gan.models.vanilla: the classic MLP GAN."""
+
 import pytest
 import torch
 from torch import nn
@@ -5,29 +7,6 @@ from torch import nn
 from ray_gan.config import ModelConfig
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.vanilla import VanillaDiscriminator, VanillaGenerator
-
-
-@pytest.mark.parametrize("res", [16, 32, 64])
-def test_dcgan_shapes(res):
-    cfg = ModelConfig(arch="dcgan", resolution=res, num_styles=3, g_channels=8, d_channels=8)
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    z, s = torch.randn(4, cfg.z_dim), torch.tensor([0, 1, 2, 0])
-    x = G(z, s)
-    assert x.shape == (4, 3, res, res)
-    assert x.abs().max() <= 1.0
-    assert D(x, s).shape == (4,)
-
-
-def test_dcgan_style_changes_output_and_latent_matters():
-    torch.manual_seed(0)
-    cfg = ModelConfig(arch="dcgan", resolution=16, num_styles=2, g_channels=8, d_channels=8)
-    G = build_generator(cfg).eval()
-    z = torch.randn(2, cfg.z_dim)
-    with torch.no_grad():
-        G.bn0.gain.weight[1] += 0.5  # make style 1 differ from style 0
-        a, b = G(z, torch.tensor([0, 0])), G(z, torch.tensor([1, 1]))
-    assert not torch.allclose(a, b)
-    assert not torch.allclose(a[0], a[1])
 
 
 def test_vanilla_is_the_classic_architecture():
@@ -45,5 +24,3 @@ def test_vanilla_is_the_classic_architecture():
     assert isinstance(list(G.modules())[-1], nn.Tanh)
     x = G(torch.randn(3, 100), torch.zeros(3, dtype=torch.long))
     assert x.shape == (3, 1, 28, 28)
-    p = D.probability(x, torch.zeros(3, dtype=torch.long))
-    assert ((p > 0) & (p < 1)).all()
