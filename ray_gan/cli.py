@@ -14,7 +14,9 @@ from typing import Sequence
 from pydantic import BaseModel, ValidationError
 
 from ray_gan import cli_flags
-from ray_gan.config import EvalConfig, FinetuneConfig, PrepareConfig, ServeConfig, TrainConfig
+from ray_gan.config import (BlendConfig, DemoConfig, DemoDataConfig, DirectionsConfig, EvalConfig, ExportConfig,
+                            FinetuneConfig, GenerateConfig, InterpolateConfig, PrepareConfig, ProjectConfig,
+                            ServeConfig, TrainConfig)
 
 
 def _styles(value: str) -> list[str]:
@@ -25,10 +27,11 @@ def cmd_demo_data(a: argparse.Namespace) -> None:
     from ray_gan import storage
     from ray_gan.data.demo import write_demo_data
 
-    counts = write_demo_data(lambda key, data: storage.write_bytes(storage.join(a.dst, key), data),
-                             per_style=a.per_style, size=a.size, seed=a.seed)
+    cfg = _config(DemoDataConfig, a)
+    counts = write_demo_data(lambda key, data: storage.write_bytes(storage.join(cfg.dst, key), data),
+                             per_style=cfg.per_style, size=cfg.size, seed=cfg.seed)
     print(f"demo-data: {sum(counts.values())} images in {len(counts)} styles "
-          f"({', '.join(f'{k} {v}' for k, v in counts.items())}) → {a.dst}")
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())}) → {cfg.dst}")
 
 
 def _config(model: type[BaseModel], a: argparse.Namespace):
@@ -78,29 +81,32 @@ def _edits(values: list[str] | None) -> dict[str, float]:
     return out
 
 
-def _mix(a: argparse.Namespace):
+def _mix(cfg: GenerateConfig):
     from ray_gan.config import MixSpec
 
-    if not a.mix_layers:
+    if not cfg.mix_layers:
         return None
-    return MixSpec(layers=a.mix_layers, style=a.mix_style, seed=a.mix_seed)
+    return MixSpec(layers=cfg.mix_layers, style=cfg.mix_style, seed=cfg.mix_seed)
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
     from ray_gan.generate.local import generate_images
 
-    res = generate_images(a.model, _styles(a.styles) if a.styles else None, a.n, a.seed, _truncation(a.truncation),
-                          a.out, a.format, a.device, mix=_mix(a), edits=_edits(a.edit))
-    print(f"generate: {len(res.images)} images under {a.out}; grid {res.grid}")
+    cfg = _config(GenerateConfig, a)
+    res = generate_images(cfg.model, _styles(cfg.styles) if cfg.styles else None, cfg.n, cfg.seed,
+                          _truncation(cfg.truncation), cfg.out, cfg.format, cfg.device, mix=_mix(cfg),
+                          edits=_edits(cfg.edit))
+    print(f"generate: {len(res.images)} images under {cfg.out}; grid {res.grid}")
 
 
 def cmd_interpolate(a: argparse.Namespace) -> None:
     from ray_gan.generate.interpolate import Endpoint, interpolate, write_interpolation
     from ray_gan.generate.render import Renderer
 
-    frames = interpolate(Renderer(a.model, a.device), Endpoint.parse(a.start), Endpoint.parse(a.end), a.steps,
-                         a.truncation)
-    uris = write_interpolation(frames, a.out, a.frame_ms)
+    cfg = _config(InterpolateConfig, a)
+    frames = interpolate(Renderer(cfg.model, cfg.device), Endpoint.parse(cfg.start), Endpoint.parse(cfg.end),
+                         cfg.steps, cfg.truncation)
+    uris = write_interpolation(frames, cfg.out, cfg.frame_ms)
     print(f"interpolate: {len(frames)} frames → {uris['strip']}, {uris['gif']}, {uris['webp']}")
 
 
@@ -108,16 +114,17 @@ def cmd_directions(a: argparse.Namespace) -> None:
     from ray_gan.checkpoint import load_generator
     from ray_gan.generate.directions import compute_directions, rename_directions, save_directions
 
-    G, info = load_generator(a.model)
-    if a.rename:
-        names = rename_directions(info, dict(item.split("=", 1) for item in _styles(a.rename)))
+    cfg = _config(DirectionsConfig, a)
+    G, info = load_generator(cfg.model)
+    if cfg.rename:
+        names = rename_directions(info, dict(item.split("=", 1) for item in _styles(cfg.rename)))
         print(f"directions: renamed → {names}")
         return
-    d, mean = compute_directions(G, len(info.styles), a.components, a.samples, a.seed)
-    uri = save_directions(info, d, mean, a.samples)
+    d, mean = compute_directions(G, len(info.styles), cfg.components, cfg.samples, cfg.seed)
+    uri = save_directions(info, d, mean, cfg.samples)
     ev = ", ".join(f"{n} {r:.1%}" for n, r in zip(d.names, d.explained_variance_ratio))
     print(f"directions: {len(d.names)} PCA directions in W ({ev}) → {uri}\n"
-          f"apply with: ray-gan generate {a.model} --edit {d.names[0]}=2 --out DIR")
+          f"apply with: ray-gan generate {cfg.model} --edit {d.names[0]}=2 --out DIR")
 
 
 def cmd_project(a: argparse.Namespace) -> None:
@@ -125,11 +132,12 @@ def cmd_project(a: argparse.Namespace) -> None:
     from ray_gan.generate.project import load_target, project, write_projection
     from ray_gan.generate.render import Renderer
 
-    r = Renderer(a.model, a.device)
-    target = load_target(storage.read_bytes(a.image), r.info.config.resolution)
-    p = project(r, target, style=a.style, steps=a.steps, restarts=a.restarts, seed=a.seed,
-                refine_steps=a.refine_steps)
-    uris = write_projection(p, target, a.out)
+    cfg = _config(ProjectConfig, a)
+    r = Renderer(cfg.model, cfg.device)
+    target = load_target(storage.read_bytes(cfg.image), r.info.config.resolution)
+    p = project(r, target, style=cfg.style, steps=cfg.steps, restarts=cfg.restarts, seed=cfg.seed,
+                refine_steps=cfg.refine_steps)
+    uris = write_projection(p, target, cfg.out)
     print(f"project: style {p.style}, PSNR {p.psnr_db:.1f} dB; every style → {uris['styles']}")
 
 
@@ -142,15 +150,18 @@ def cmd_finetune(a: argparse.Namespace) -> None:
 def cmd_blend(a: argparse.Namespace) -> None:
     from ray_gan.style_weights.blend import blend_models
 
-    info = blend_models(a.a, a.b, a.out, a.alpha, _styles(a.layers) if a.layers else None, a.styles_from)
-    print(f"blend: {info.uri} (alpha {a.alpha}, layers {info.raw['blend']['layers']}, styles {info.styles}; "
+    cfg = _config(BlendConfig, a)
+    info = blend_models(cfg.a, cfg.b, cfg.out, cfg.alpha, _styles(cfg.layers) if cfg.layers else None,
+                        cfg.styles_from)
+    print(f"blend: {info.uri} (alpha {cfg.alpha}, layers {info.raw['blend']['layers']}, styles {info.styles}; "
           f"discriminator: {info.raw['blend']['discriminator']})")
 
 
 def cmd_export(a: argparse.Namespace) -> None:
     from ray_gan.export import export_onnx
 
-    uris = export_onnx(a.model, a.out)
+    cfg = _config(ExportConfig, a)
+    uris = export_onnx(cfg.model, cfg.out)
     print(f"export: {uris['onnx']} ({uris['json']})")
 
 
@@ -171,7 +182,8 @@ def cmd_serve(a: argparse.Namespace) -> None:
 def cmd_demo(a: argparse.Namespace) -> None:
     from ray_gan.demo import run_demo
 
-    run_demo(a.dir, train_seconds=a.train_seconds)
+    cfg = _config(DemoConfig, a)
+    run_demo(cfg.dir, train_seconds=cfg.train_seconds)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -189,10 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("demo-data", help="write the built-in procedural multi-style image set")
-    s.add_argument("dst", help="output folder or s3:// prefix")
-    s.add_argument("--per-style", type=int, default=300)
-    s.add_argument("--size", type=int, default=64)
-    s.add_argument("--seed", type=int, default=0)
+    cli_flags.add_flags(s, DemoDataConfig, positional=("dst",))
     s.set_defaults(func=cmd_demo_data)
 
     s = sub.add_parser("prepare", help="raw images (folder, .zip, s3://) → sharded Parquet dataset")
@@ -204,50 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("generate", help="render a few images and a grid (one process, no Ray)")
-    s.add_argument("model")
-    s.add_argument("--styles", help="comma-separated style names (default: all)")
-    s.add_argument("--n", type=int, default=8, help="images per style")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--truncation", default="1.0", help="0..2, or per style: flat=0.5,outline=0.8")
-    s.add_argument("--mix-layers", dest="mix_layers", help="style mixing (stylegan): coarse, fine, all or A:B")
-    s.add_argument("--mix-seed", dest="mix_seed", type=int, help="seed for the mixed layers (default seed+offset)")
-    s.add_argument("--mix-style", dest="mix_style", help="style for the mixed layers (default the image's)")
-    s.add_argument("--edit", action="append", metavar="NAME=STRENGTH", help="edit direction (repeatable)")
-    s.add_argument("--format", choices=["png", "webp", "jpeg"], default="png")
-    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    s.add_argument("--out", required=True)
+    cli_flags.add_flags(s, GenerateConfig, positional=("model",))
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("interpolate", help="strip PNG + GIF/WebP between two STYLE:SEED points")
-    s.add_argument("model")
-    s.add_argument("start", help="STYLE:SEED")
-    s.add_argument("end", help="STYLE:SEED")
-    s.add_argument("--steps", type=int, default=8)
-    s.add_argument("--truncation", type=float, default=1.0)
-    s.add_argument("--frame-ms", dest="frame_ms", type=int, default=120)
-    s.add_argument("--device", default=None)
-    s.add_argument("--out", required=True)
+    cli_flags.add_flags(s, InterpolateConfig, positional=("model", "start", "end"))
     s.set_defaults(func=cmd_interpolate)
 
     s = sub.add_parser("directions", help="find edit directions in W by PCA (GANSpace) and store them with the model")
-    s.add_argument("model")
-    s.add_argument("--components", type=int, default=8)
-    s.add_argument("--samples", type=int, default=20000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--rename", help="rename stored directions: pc0=thickness,pc1=slant")
+    cli_flags.add_flags(s, DirectionsConfig, positional=("model",))
     s.set_defaults(func=cmd_directions)
 
     s = sub.add_parser("project", help="invert a real image into the latent space; re-render it in every style")
-    s.add_argument("model")
-    s.add_argument("image", help="image file (local path or s3://)")
-    s.add_argument("--style", help="the image's style (default: inferred: the best-fitting style)")
-    s.add_argument("--steps", type=int, default=300)
-    s.add_argument("--restarts", type=int, default=8)
-    s.add_argument("--refine-steps", type=int, default=100,
-                   help="stylegan: then refine the fit in W for this many steps (0 = z only)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default=None)
-    s.add_argument("--out", required=True)
+    cli_flags.add_flags(s, ProjectConfig, positional=("model", "image"))
     s.set_defaults(func=cmd_project)
 
     s = sub.add_parser("finetune", help="adapt a trained model to a new style's dataset (Ray Train)")
@@ -255,18 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("blend", help="interpolate or swap layers between two compatible generators")
-    s.add_argument("a")
-    s.add_argument("b")
-    s.add_argument("--alpha", type=float, default=0.5, help="0 = A, 1 = B (in the selected layers)")
-    s.add_argument("--layers", help="comma-separated: mapping, 4, 8, ..., coarse, fine, all (default all)")
-    s.add_argument("--styles-from", dest="styles_from", choices=["a", "b"], default="a")
-    s.add_argument("--out", required=True)
+    cli_flags.add_flags(s, BlendConfig, positional=("a", "b"))
     s.set_defaults(func=cmd_blend)
 
     s = sub.add_parser("export", help="export the generator (ONNX)")
-    s.add_argument("model")
-    s.add_argument("--format", choices=["onnx"], default="onnx")
-    s.add_argument("--out", help="default MODEL/export/onnx")
+    cli_flags.add_flags(s, ExportConfig, positional=("model",))
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("batch", help="run a batch job (YAML spec) on Ray Data")
@@ -278,8 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="demo-data → prepare → train → batch, all local")
-    s.add_argument("--dir", default="ray-gan-demo", help="working folder (default ./ray-gan-demo)")
-    s.add_argument("--train-seconds", dest="train_seconds", type=float, default=180.0)
+    cli_flags.add_flags(s, DemoConfig)
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("evaluate", help="FID/KID, precision/recall, style accuracy, memorisation audit vs a split")

@@ -64,6 +64,8 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], positiona
                               "help": (field.description or "") + _default_text(field)}
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(typ) is list and typing.get_args(typ) == (str,):
+            kw["action"] = "append"
         elif typing.get_origin(typ) is Literal:
             kw["choices"] = list(typing.get_args(typ))
         elif typ in (int, float, str):

@@ -475,3 +475,96 @@ class ServeConfig(_Strict):
                             json_schema_extra={"cli": "--gpus-per-replica"})
     num_cpus: float = Field(1.0, gt=0.0, description="CPUs per StyleGenerator replica.",
                             json_schema_extra={"cli": "--cpus-per-replica"})
+
+
+# ---- the other commands' settings (the CLI's flags come from these) -----------------------
+
+
+class DemoDataConfig(_Strict):
+    """``ray-gan demo-data``: the built-in procedural multi-style image set."""
+
+    dst: str = Field(description="Output folder or s3:// prefix.")
+    per_style: int = Field(300, ge=1, le=100_000, description="Images per style.")
+    size: int = Field(64, ge=8, le=1024, description="Image side in pixels.")
+    seed: int = Field(0, ge=0)
+
+
+class DemoConfig(_Strict):
+    """``ray-gan demo``: demo-data → prepare → train → batch, all local."""
+
+    dir: str = Field("ray-gan-demo", description="Working folder.")
+    train_seconds: float = Field(180.0, gt=0, description="Training time budget in seconds.")
+
+
+class GenerateConfig(_Strict):
+    """``ray-gan generate``: a few images and a grid, in one process (no Ray)."""
+
+    model: str = Field(description="Model URI.")
+    out: str = Field(description="Output folder or s3:// prefix.")
+    styles: str | None = Field(None, description="Comma-separated style names (default: all).")
+    n: int = Field(8, ge=1, le=10_000, description="Images per style.")
+    seed: int = Field(0, ge=0, le=2**62, description="Seed of the first image; then seed+1, …")
+    truncation: str = Field("1.0", description="0..2, or per style: flat=0.5,outline=0.8 (others 1.0).")
+    mix_layers: str | None = Field(None, description="Style mixing (stylegan): coarse, fine, all or A:B.")
+    mix_seed: int | None = Field(None, ge=0, le=2**62, description="Seed of the mixed layers (default seed+offset).")
+    mix_style: str | None = Field(None, description="Style of the mixed layers (default the image's).")
+    edit: list[str] = Field(default_factory=list, description="Edit direction NAME=STRENGTH (repeatable).")
+    format: ImageFormat = Field("png", description="Image format.")
+    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
+
+
+class InterpolateConfig(_Strict):
+    """``ray-gan interpolate``: a strip PNG and a looping GIF/WebP between two (style, seed) points."""
+
+    model: str = Field(description="Model URI.")
+    start: str = Field(description="STYLE:SEED")
+    end: str = Field(description="STYLE:SEED")
+    out: str = Field(description="Output folder or s3:// prefix.")
+    steps: int = Field(8, ge=2, le=1000, description="Frames, both ends included.")
+    truncation: float = Field(1.0, ge=0.0, le=2.0)
+    frame_ms: int = Field(120, ge=10, le=10_000, description="Milliseconds per animation frame.")
+    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
+
+
+class DirectionsConfig(_Strict):
+    """``ray-gan directions``: edit directions in W by PCA (GANSpace), stored with the model."""
+
+    model: str = Field(description="Model URI.")
+    components: int = Field(8, ge=1, le=512, description="Directions to keep.")
+    samples: int = Field(20_000, ge=2, description="W latents the PCA is fitted on.")
+    seed: int = Field(0, ge=0)
+    rename: str | None = Field(None, description="Rename stored directions instead: pc0=thickness,pc1=slant.")
+
+
+class ProjectConfig(_Strict):
+    """``ray-gan project``: invert a real image into the latent space; re-render it in every style."""
+
+    model: str = Field(description="Model URI.")
+    image: str = Field(description="Image file (local path or s3://).")
+    out: str = Field(description="Output folder or s3:// prefix.")
+    style: str | None = Field(None, description="The image's style (default: the best-fitting style).")
+    steps: int = Field(300, ge=1, description="Optimisation steps of the z search.")
+    restarts: int = Field(8, ge=1, description="Random starts of the z search.")
+    refine_steps: int = Field(100, ge=0, description="stylegan: then refine the fit in W for this many steps "
+                              "(0 = z only).")
+    seed: int = Field(0, ge=0)
+    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
+
+
+class BlendConfig(_Strict):
+    """``ray-gan blend``: interpolate or swap layers between two compatible generators."""
+
+    a: str = Field(description="Model A's URI.")
+    b: str = Field(description="Model B's URI.")
+    out: str = Field(description="Output model URI.")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="0 = A, 1 = B (in the selected layers).")
+    layers: str | None = Field(None, description="Comma-separated: mapping, 4, 8, …, coarse, fine, all (default all).")
+    styles_from: Literal["a", "b"] = Field("a", description="Which parent's style tables and names the blend takes.")
+
+
+class ExportConfig(_Strict):
+    """``ray-gan export``: the generator as an ONNX graph."""
+
+    model: str = Field(description="Model URI.")
+    format: Literal["onnx"] = Field("onnx", description="Export format.")
+    out: str | None = Field(None, description="Output folder (default MODEL/export/onnx).")

@@ -35,7 +35,22 @@ CONFIGURED = [
     ("finetune", "FinetuneConfig", ["base", "--data", "ds", "--out", "m"], {"base": "base", "data": "ds", "out": "m"}),
     ("serve", "ServeConfig", ["m"], {"model": "m"}),
     ("evaluate", "EvalConfig", ["m", "--data", "ds"], {"model": "m", "data": "ds"}),
+    ("demo-data", "DemoDataConfig", ["raw"], {"dst": "raw"}),
+    ("demo", "DemoConfig", [], {}),
+    ("generate", "GenerateConfig", ["m", "--out", "o"], {"model": "m", "out": "o"}),
+    ("interpolate", "InterpolateConfig", ["m", "a:1", "b:2", "--out", "o"],
+     {"model": "m", "start": "a:1", "end": "b:2", "out": "o"}),
+    ("directions", "DirectionsConfig", ["m"], {"model": "m"}),
+    ("project", "ProjectConfig", ["m", "img.png", "--out", "o"], {"model": "m", "image": "img.png", "out": "o"}),
+    ("blend", "BlendConfig", ["a", "b", "--out", "o"], {"a": "a", "b": "b", "out": "o"}),
+    ("export", "ExportConfig", ["m"], {"model": "m"}),
 ]
+
+
+def test_every_subcommand_but_batch_takes_its_flags_from_a_config():
+    # batch reads its whole spec (BatchJobSpec) from the one file it is given
+    sub = build_parser()._subparsers._group_actions[0].choices
+    assert set(sub) - {"batch"} == {command for command, *_ in CONFIGURED}
 
 
 @pytest.mark.parametrize("command, model, argv, required", CONFIGURED)
