@@ -194,67 +194,42 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     print(f"evaluate: report {r.files['report_json']}\n          html   {r.files['report_html']}")
 
 
+# (command, function, its settings, their positional fields, help), in the order --help lists them
+COMMANDS = [
+    ("demo-data", cmd_demo_data, DemoDataConfig, ("dst",), "write the built-in procedural multi-style image set"),
+    ("prepare", cmd_prepare, PrepareConfig, ("src", "dst"), "raw images (folder, .zip, s3://) → sharded Parquet dataset"),
+    ("train", cmd_train, TrainConfig, ("dataset",), "train a GAN on a prepared dataset with Ray Train"),
+    ("generate", cmd_generate, GenerateConfig, ("model",), "render a few images and a grid (one process, no Ray)"),
+    ("interpolate", cmd_interpolate, InterpolateConfig, ("model", "start", "end"),
+     "strip PNG + GIF/WebP between two STYLE:SEED points"),
+    ("directions", cmd_directions, DirectionsConfig, ("model",),
+     "find edit directions in W by PCA (GANSpace) and store them with the model"),
+    ("project", cmd_project, ProjectConfig, ("model", "image"),
+     "invert a real image into the latent space; re-render it in every style"),
+    ("finetune", cmd_finetune, FinetuneConfig, ("base",), "adapt a trained model to a new style's dataset (Ray Train)"),
+    ("blend", cmd_blend, BlendConfig, ("a", "b"), "interpolate or swap layers between two compatible generators"),
+    ("export", cmd_export, ExportConfig, ("model",), "export the generator (ONNX)"),
+    ("batch", cmd_batch, None, (), "run a batch job (YAML spec) on Ray Data"),
+    ("serve", cmd_serve, ServeConfig, ("model",), "serve the HTTP API with Ray Serve"),
+    ("demo", cmd_demo, DemoConfig, (), "demo-data → prepare → train → batch, all local"),
+    ("evaluate", cmd_evaluate, EvalConfig, ("model",),
+     "FID/KID, precision/recall, style accuracy, memorisation audit vs a split"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ray-gan", description=__doc__.split("\n\n")[0])
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show Ray's own logs on the terminal (default: in a log file, named at the end)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("demo-data", help="write the built-in procedural multi-style image set")
-    cli_flags.add_flags(s, DemoDataConfig, positional=("dst",))
-    s.set_defaults(func=cmd_demo_data)
-
-    s = sub.add_parser("prepare", help="raw images (folder, .zip, s3://) → sharded Parquet dataset")
-    cli_flags.add_flags(s, PrepareConfig, positional=("src", "dst"))
-    s.set_defaults(func=cmd_prepare)
-
-    s = sub.add_parser("train", help="train a GAN on a prepared dataset with Ray Train")
-    cli_flags.add_flags(s, TrainConfig, positional=("dataset",), skip=("init_from", "freeze_d"))
-    s.set_defaults(func=cmd_train)
-
-    s = sub.add_parser("generate", help="render a few images and a grid (one process, no Ray)")
-    cli_flags.add_flags(s, GenerateConfig, positional=("model",))
-    s.set_defaults(func=cmd_generate)
-
-    s = sub.add_parser("interpolate", help="strip PNG + GIF/WebP between two STYLE:SEED points")
-    cli_flags.add_flags(s, InterpolateConfig, positional=("model", "start", "end"))
-    s.set_defaults(func=cmd_interpolate)
-
-    s = sub.add_parser("directions", help="find edit directions in W by PCA (GANSpace) and store them with the model")
-    cli_flags.add_flags(s, DirectionsConfig, positional=("model",))
-    s.set_defaults(func=cmd_directions)
-
-    s = sub.add_parser("project", help="invert a real image into the latent space; re-render it in every style")
-    cli_flags.add_flags(s, ProjectConfig, positional=("model", "image"))
-    s.set_defaults(func=cmd_project)
-
-    s = sub.add_parser("finetune", help="adapt a trained model to a new style's dataset (Ray Train)")
-    cli_flags.add_flags(s, FinetuneConfig, positional=("base",))
-    s.set_defaults(func=cmd_finetune)
-
-    s = sub.add_parser("blend", help="interpolate or swap layers between two compatible generators")
-    cli_flags.add_flags(s, BlendConfig, positional=("a", "b"))
-    s.set_defaults(func=cmd_blend)
-
-    s = sub.add_parser("export", help="export the generator (ONNX)")
-    cli_flags.add_flags(s, ExportConfig, positional=("model",))
-    s.set_defaults(func=cmd_export)
-
-    s = sub.add_parser("batch", help="run a batch job (YAML spec) on Ray Data")
-    s.add_argument("spec", help="JOB.yaml (local path or URI)")
-    s.set_defaults(func=cmd_batch)
-
-    s = sub.add_parser("serve", help="serve the HTTP API with Ray Serve")
-    cli_flags.add_flags(s, ServeConfig, positional=("model",))
-    s.set_defaults(func=cmd_serve)
-
-    s = sub.add_parser("demo", help="demo-data → prepare → train → batch, all local")
-    cli_flags.add_flags(s, DemoConfig)
-    s.set_defaults(func=cmd_demo)
-
-    s = sub.add_parser("evaluate", help="FID/KID, precision/recall, style accuracy, memorisation audit vs a split")
-    cli_flags.add_flags(s, EvalConfig, positional=("model",))
-    s.set_defaults(func=cmd_evaluate)
+    for name, func, config, positional, text in COMMANDS:
+        s = sub.add_parser(name, help=text)
+        if config is None:  # batch: its whole spec is the file it is given
+            s.add_argument("spec", help="JOB.yaml (local path or URI): a BatchJobSpec")
+        else:
+            cli_flags.add_flags(s, config, positional, skip=("init_from", "freeze_d") if name == "train" else ())
+        s.set_defaults(func=func)
     return p
 
 

@@ -496,11 +496,20 @@ class DemoConfig(_Strict):
     train_seconds: float = Field(180.0, gt=0, description="Training time budget in seconds.")
 
 
-class GenerateConfig(_Strict):
+class _FromModel(_Strict):
+    model: str = Field(description="Model URI.")
+
+
+class _Rendering(_FromModel):
+    """A command that renders images of a model into a folder, in one process."""
+
+    out: str = Field(description="Output folder or s3:// prefix.")
+    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
+
+
+class GenerateConfig(_Rendering):
     """``ray-gan generate``: a few images and a grid, in one process (no Ray)."""
 
-    model: str = Field(description="Model URI.")
-    out: str = Field(description="Output folder or s3:// prefix.")
     styles: str | None = Field(None, description="Comma-separated style names (default: all).")
     n: int = Field(8, ge=1, le=10_000, description="Images per style.")
     seed: int = Field(0, ge=0, le=2**62, description="Seed of the first image; then seed+1, …")
@@ -510,45 +519,37 @@ class GenerateConfig(_Strict):
     mix_style: str | None = Field(None, description="Style of the mixed layers (default the image's).")
     edit: list[str] = Field(default_factory=list, description="Edit direction NAME=STRENGTH (repeatable).")
     format: ImageFormat = Field("png", description="Image format.")
-    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
 
 
-class InterpolateConfig(_Strict):
+class InterpolateConfig(_Rendering):
     """``ray-gan interpolate``: a strip PNG and a looping GIF/WebP between two (style, seed) points."""
 
-    model: str = Field(description="Model URI.")
     start: str = Field(description="STYLE:SEED")
     end: str = Field(description="STYLE:SEED")
-    out: str = Field(description="Output folder or s3:// prefix.")
     steps: int = Field(8, ge=2, le=1000, description="Frames, both ends included.")
     truncation: float = Field(1.0, ge=0.0, le=2.0)
     frame_ms: int = Field(120, ge=10, le=10_000, description="Milliseconds per animation frame.")
-    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
 
 
-class DirectionsConfig(_Strict):
+class DirectionsConfig(_FromModel):
     """``ray-gan directions``: edit directions in W by PCA (GANSpace), stored with the model."""
 
-    model: str = Field(description="Model URI.")
     components: int = Field(8, ge=1, le=512, description="Directions to keep.")
     samples: int = Field(20_000, ge=2, description="W latents the PCA is fitted on.")
     seed: int = Field(0, ge=0)
     rename: str | None = Field(None, description="Rename stored directions instead: pc0=thickness,pc1=slant.")
 
 
-class ProjectConfig(_Strict):
+class ProjectConfig(_Rendering):
     """``ray-gan project``: invert a real image into the latent space; re-render it in every style."""
 
-    model: str = Field(description="Model URI.")
     image: str = Field(description="Image file (local path or s3://).")
-    out: str = Field(description="Output folder or s3:// prefix.")
     style: str | None = Field(None, description="The image's style (default: the best-fitting style).")
     steps: int = Field(300, ge=1, description="Optimisation steps of the z search.")
     restarts: int = Field(8, ge=1, description="Random starts of the z search.")
     refine_steps: int = Field(100, ge=0, description="stylegan: then refine the fit in W for this many steps "
                               "(0 = z only).")
     seed: int = Field(0, ge=0)
-    device: str | None = Field(None, description="cpu or cuda (default: cuda if available).")
 
 
 class BlendConfig(_Strict):
@@ -562,9 +563,8 @@ class BlendConfig(_Strict):
     styles_from: Literal["a", "b"] = Field("a", description="Which parent's style tables and names the blend takes.")
 
 
-class ExportConfig(_Strict):
+class ExportConfig(_FromModel):
     """``ray-gan export``: the generator as an ONNX graph."""
 
-    model: str = Field(description="Model URI.")
     format: Literal["onnx"] = Field("onnx", description="Export format.")
     out: str | None = Field(None, description="Output folder (default MODEL/export/onnx).")

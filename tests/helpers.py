@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ray_gan import checkpoint as ckpt
 from ray_gan import storage
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.data.demo import iter_demo_images
@@ -82,4 +83,27 @@ def write_tiny_dataset(uri: str, n_train: int = N_TRAIN, n_val: int = N_VAL, siz
     storage.write_json(storage.join(uri, "dataset.json"),
                        {"schema_version": 1, "styles": names, "resolution": size, "channels": 3, "counts": counts,
                         "shards": shards, "split_seed": 0, "val_fraction": 0.2, "skipped": {}})
+    return uri
+
+
+def write_untrained_model(uri: str, styles: list[str], resolution: int = 16, seed: int = 0,
+                          arch: str = "dcgan", discriminator: bool = False) -> str:
+    """A model directory in the trained layout, with randomly initialised weights (and a
+    discriminator where ``discriminator``)."""
+    torch.manual_seed(seed)
+    if arch == "stylegan":
+        cfg = ModelConfig(arch="stylegan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8,
+                          z_dim=32, w_dim=32, embed_dim=16, mapping_layers=2, max_channels=64)
+    else:
+        cfg = ModelConfig(arch="dcgan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8)
+    G = build_generator(cfg)
+    with torch.no_grad():  # make styles visibly different, BN stats / style means non-trivial
+        if arch == "stylegan":
+            for i in range(len(styles)):
+                G.w_avg[i] = G.mapping(torch.randn(256, cfg.z_dim), torch.full((256,), i)).mean(dim=0)
+        else:
+            for i in range(len(styles)):
+                G.bn0.gain.weight[i] += 0.3 * i
+            G(torch.randn(64, cfg.z_dim), torch.arange(64) % len(styles))
+    ckpt.write_generator_model(uri, G.eval(), cfg, styles, step=1, D=build_discriminator(cfg) if discriminator else None)
     return uri

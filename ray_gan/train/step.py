@@ -166,6 +166,12 @@ class GANStep:
     def _g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return -fake_logits.mean() if self.cfg.optim.loss == "hinge" else F.softplus(-fake_logits).mean()
 
+    def _update(self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._average_gradients(module)
+        opt.step()
+
     def _average_gradients(self, module: nn.Module) -> None:
         if not self.distributed:
             return
@@ -212,10 +218,7 @@ class GANStep:
             # E‖∇D‖² over D's inputs (a pack's gradient is its members' together).
             penalty = grad.float().square().sum() / real_logits.shape[0]
             d_total = d_total + 0.5 * self.hp["r1_gamma"] * opt.r1_every * penalty
-        self.opt_d.zero_grad(set_to_none=True)
-        d_total.backward()
-        self._average_gradients(D)
-        self.opt_d.step()
+        self._update(self.opt_d, d_total, D)
 
         # G: fool the updated D.
         for p in self._d_trainable:
@@ -225,10 +228,7 @@ class GANStep:
             g_loss = g_total = self._g_loss(fake_logits)
             if self.style_loss:  # ... and G makes fakes that head assigns to their style
                 g_total = g_loss + self.style_loss * F.cross_entropy(fake_classes, y_d)
-        self.opt_g.zero_grad(set_to_none=True)
-        g_total.backward()
-        self._average_gradients(G)
-        self.opt_g.step()
+        self._update(self.opt_g, g_total, G)
         for p in self._d_trainable:
             p.requires_grad_(True)
 

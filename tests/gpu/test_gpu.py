@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import write_untrained_model
 
 pytestmark = [
     pytest.mark.gpu,
@@ -42,30 +43,6 @@ CLI = [sys.executable, "-m", "ray_gan.cli"]
 
 def report(name: str, result: dict) -> None:
     print(f"gpu-check {json.dumps({name: result}, default=str)}", flush=True)
-
-
-def untrained_model(uri: str, styles: list[str], arch: str, resolution: int = 32) -> str:
-    """A small model directory with randomly initialised weights (no training), with
-    non-trivial per-style mean latents (stylegan) or BatchNorm statistics (dcgan)."""
-    from ray_gan import checkpoint as ckpt
-    from ray_gan.config import ModelConfig
-    from ray_gan.models import build_generator
-
-    torch.manual_seed(0)
-    if arch == "stylegan":
-        cfg = ModelConfig(arch="stylegan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8,
-                          z_dim=32, w_dim=32, embed_dim=16, mapping_layers=2, max_channels=64)
-    else:
-        cfg = ModelConfig(arch="dcgan", resolution=resolution, num_styles=len(styles), g_channels=8, d_channels=8)
-    G = build_generator(cfg)
-    with torch.no_grad():
-        if arch == "stylegan":
-            for i in range(len(styles)):
-                G.w_avg[i] = G.mapping(torch.randn(256, cfg.z_dim), torch.full((256,), i)).mean(dim=0)
-        else:
-            G(torch.randn(64, cfg.z_dim), torch.arange(64) % len(styles))  # train mode: BatchNorm statistics
-    ckpt.write_generator_model(uri, G.eval(), cfg, styles, step=1)
-    return uri
 
 
 @pytest.mark.parametrize("arch,res,batch", [("stylegan", 32, 64), ("stylegan", 32, 256), ("stylegan", 128, 32),
@@ -104,7 +81,7 @@ def test_render_on_gpu(arch: str, tmp_path: Path) -> None:
 
     from ray_gan.generate.render import Renderer
 
-    uri = untrained_model(str(tmp_path / f"render-{arch}"), ["a", "b", "c"], arch)
+    uri = write_untrained_model(str(tmp_path / f"render-{arch}"), ["a", "b", "c"], resolution=32, arch=arch)
     gpu, cpu = Renderer(uri, "cuda"), Renderer(uri, "cpu")
     alone = gpu.render([1], [7])[0]
     crowd = gpu.render([0] * 20 + [1], list(range(20)) + [7])[-1]
@@ -150,7 +127,7 @@ def _free_port() -> int:
 
 def test_ray_serve_gpu_replicas(tmp_path: Path) -> None:
     """Serve with GPU replicas: start, request, check, stop."""
-    model = untrained_model(str(tmp_path / "model"), ["a", "b", "c"], "stylegan")
+    model = write_untrained_model(str(tmp_path / "model"), ["a", "b", "c"], resolution=32, arch="stylegan")
     port = _free_port()
     log_path = tmp_path / "serve.log"  # a file, not a pipe: Ray's log volume would fill a pipe and block serve
     with open(log_path, "w") as log_file:
