@@ -12,6 +12,8 @@ Layout under a MODEL URI::
         model.json               written last: its presence marks the checkpoint complete;
                                  records the sha256 of every weights file
     samples/step-00000500.png    per-style sample grid (rows = styles), upscaled for people
+    DIRECTIONS_FILE, DIRECTIONS_JSON   edit directions (ray-gan directions): tensors, and their
+                                 names, the sha256 of the tensors file and of the weights they fit
 
 Every weights read checks the sha256 that ``model.json`` records. Weights are never
 pickled; optimiser and RNG state are plain tensors and dicts loaded with
@@ -37,6 +39,8 @@ GENERATOR_FILE = "generator.safetensors"
 GENERATOR_EMA_FILE = "generator_ema.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
+DIRECTIONS_FILE = "directions.safetensors"
+DIRECTIONS_JSON = "directions.json"
 SCHEMA_VERSION = 1
 # model.json's weights_sha256 key of each weights file
 WEIGHTS = {"generator": GENERATOR_FILE, "generator_ema": GENERATOR_EMA_FILE, "discriminator": DISCRIMINATOR_FILE}
@@ -251,3 +255,40 @@ def publish_checkpoint(model_uri: str, step: int, doc: dict) -> None:
     doc = {"schema_version": SCHEMA_VERSION, "step": step, "checkpoint": checkpoint_name(step), **doc}
     storage.write_json(storage.join(checkpoint_uri(model_uri, step), MODEL_JSON), doc)
     storage.write_json(storage.join(model_uri, MODEL_JSON), doc)
+
+
+# ---- edit directions ----------------------------------------------------------------------------
+
+
+def write_directions(model_uri: str, tensors: dict[str, torch.Tensor], doc: dict) -> str:
+    """The model's edit directions: the tensors, then ``doc`` with their sha256 (last: a
+    directions.json always describes the tensors beside it). Returns the JSON's URI."""
+    data = st_save({k: v.contiguous() for k, v in tensors.items()})
+    storage.write_bytes(storage.join(model_uri, DIRECTIONS_FILE), data)
+    uri = storage.join(model_uri, DIRECTIONS_JSON)
+    storage.write_json(uri, {**doc, "sha256": sha256_hex(data)})
+    return uri
+
+
+def read_directions_doc(model_uri: str) -> dict | None:
+    uri = storage.join(model_uri, DIRECTIONS_JSON)
+    return storage.read_json(uri) if storage.exists(uri) else None
+
+
+def write_directions_doc(model_uri: str, doc: dict) -> None:
+    """Rewrite directions.json (e.g. new names); the tensors and their sha256 stay."""
+    storage.write_json(storage.join(model_uri, DIRECTIONS_JSON), doc)
+
+
+def read_directions(model_uri: str) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """directions.json and the tensors it describes, checked against the sha256 it records
+    (directions written before it recorded one are read as they are); None where the
+    model has none."""
+    doc = read_directions_doc(model_uri)
+    if doc is None:
+        return None
+    data = storage.read_bytes(storage.join(model_uri, DIRECTIONS_FILE))
+    if doc.get("sha256") is not None and sha256_hex(data) != doc["sha256"]:
+        raise storage.StorageError(f"edit directions at {model_uri} do not match {DIRECTIONS_JSON} "
+                                   f"(sha256 {sha256_hex(data)[:12]}… != {doc['sha256'][:12]}…)")
+    return doc, st_load(data)

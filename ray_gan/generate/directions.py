@@ -6,11 +6,10 @@ takes the principal components of the samples, and keeps the top ``k`` with thei
 standard deviations. An edit ``{name: strength}`` adds ``strength · σ_k · v_k`` to w
 (strength in standard deviations along that component), to every layer's style input.
 
-Files, beside ``model.json``::
-
-    directions.safetensors     components (k, w_dim), stds (k,), mean (w_dim,)
-    directions.json            names, explained variance, sample count, and the sha256
-                               of the generator weights they were computed for
+Stored beside ``model.json`` by :mod:`ray_gan.checkpoint` (``write_directions``): the
+tensors components (k, w_dim), stds (k,), mean (w_dim,), and a JSON document with the
+names, explained variance, sample count, the tensors' sha256 and the sha256 of the
+generator weights they were computed for.
 
 Directions belong to one set of weights: after more training (a new model.json) they
 are stale, and rendering with edits asks for them to be recomputed.
@@ -21,15 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-
-from ray_gan import storage
+from ray_gan import checkpoint as ckpt
 from ray_gan.checkpoint import ModelInfo
 from ray_gan.config import check_edits
-
-DIRECTIONS_FILE = "directions.safetensors"
-DIRECTIONS_JSON = "directions.json"
 
 
 @dataclass(frozen=True)
@@ -80,20 +73,15 @@ def compute_directions(G: torch.nn.Module, num_styles: int, components: int = 8,
 
 
 def save_directions(info: ModelInfo, directions: Directions, mean: torch.Tensor, samples: int) -> str:
-    storage.write_bytes(storage.join(info.uri, DIRECTIONS_FILE),
-                        st_save({"components": directions.components.contiguous(),
-                                 "stds": directions.stds.contiguous(), "mean": mean.contiguous()}))
     doc = {"names": directions.names, "explained_variance_ratio": directions.explained_variance_ratio,
            "samples": samples, "weights_sha256": info.weights_sha256, "step": info.step}
-    uri = storage.join(info.uri, DIRECTIONS_JSON)
-    storage.write_json(uri, doc)
-    return uri
+    return ckpt.write_directions(info.uri, {"components": directions.components, "stds": directions.stds,
+                                            "mean": mean}, doc)
 
 
 def rename_directions(info: ModelInfo, names: dict[str, str]) -> list[str]:
     """Give components meaningful names after looking at them (``{"pc0": "thickness"}``)."""
-    uri = storage.join(info.uri, DIRECTIONS_JSON)
-    doc = storage.read_json(uri)
+    doc = _doc(info)
     unknown = sorted(set(names) - set(doc["names"]))
     if unknown:
         raise ValueError(f"unknown direction(s) {unknown}; this model has {doc['names']}")
@@ -101,18 +89,21 @@ def rename_directions(info: ModelInfo, names: dict[str, str]) -> list[str]:
     if len(set(new)) != len(new):
         raise ValueError(f"direction names must be unique: {new}")
     check_edits(dict.fromkeys(new, 0.0))  # names that edits can use
-    doc["names"] = new
-    storage.write_json(uri, doc)
+    ckpt.write_directions_doc(info.uri, {**doc, "names": new})
     return new
 
 
-def load_directions(info: ModelInfo) -> Directions:
-    uri = storage.join(info.uri, DIRECTIONS_JSON)
-    if not storage.exists(uri):
+def _doc(info: ModelInfo) -> dict:
+    doc = ckpt.read_directions_doc(info.uri)
+    if doc is None:
         raise ValueError(f"{info.uri} has no edit directions; compute them with `ray-gan directions {info.uri}`")
-    doc = storage.read_json(uri)
+    return doc
+
+
+def load_directions(info: ModelInfo) -> Directions:
+    doc = _doc(info)
     if doc["weights_sha256"] != info.weights_sha256:
         raise ValueError(f"the edit directions in {info.uri} were computed for step {doc.get('step')}, "
                          f"the model is now at step {info.step}; run `ray-gan directions {info.uri}` again")
-    t = st_load(storage.read_bytes(storage.join(info.uri, DIRECTIONS_FILE)))
+    doc, t = ckpt.read_directions(info.uri)  # the tensors checked against the sha256 the JSON records
     return Directions(list(doc["names"]), t["components"], t["stds"], list(doc["explained_variance_ratio"]))

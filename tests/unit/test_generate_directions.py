@@ -41,3 +41,20 @@ def test_edit_directions_go_stale_when_weights_change(tmp_path, untrained_model)
     storage.write_json(storage.join(uri, "model.json"), doc)
     with pytest.raises(ValueError, match="run `ray-gan directions"):
         load_directions(read_model_info(uri))
+
+
+def test_edit_directions_are_read_only_when_their_bytes_match_the_sha256_recorded(tmp_path, untrained_model):
+    from ray_gan import checkpoint as ckpt
+
+    uri = untrained_model(str(tmp_path / "m"), ["a", "b"], arch="stylegan")
+    G, info = load_generator(uri)
+    d, mean = compute_directions(G, 2, components=2, samples=500)
+    save_directions(info, d, mean, 500)
+    rename_directions(info, {"pc1": "slant"})  # a rename keeps the tensors' sha256
+    assert load_directions(info).names == ["pc0", "slant"]
+    path = storage.join(uri, ckpt.DIRECTIONS_FILE)
+    data = bytearray(storage.read_bytes(path))
+    data[-1] ^= 1
+    storage.write_bytes(path, bytes(data))
+    with pytest.raises(storage.StorageError, match="do not match"):
+        load_directions(info)
