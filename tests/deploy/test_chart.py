@@ -91,7 +91,7 @@ CONTRACT_SUBCOMMANDS = {
     # train: the rest is in the --config file (train.config).
     "prepare": {"--resolution", "--val-fraction", "--seed", "--shard-rows", "--max-pixels", "--max-file-bytes",
                 "--files-per-task"},
-    "train": {"--config", "--out"},
+    "train": {"--config"},
     "generate": {"--styles", "--n", "--seed", "--truncation", "--out"},
     "batch": set(),
     "serve": {"--host", "--port"},
@@ -575,8 +575,7 @@ def test_rayjobs_lifecycle_and_mounted_specs(values_name):
             assert content["model"].startswith("s3://") and content["output"].startswith("s3://")
             assert content["job_id"] in job["metadata"]["name"]
         else:
-            # `ray-gan train` requires dataset and --out on its command line: the file's.
-            assert argv[1:] == ["train", "--config", path, content["dataset"], "--out", content["out"]]
+            assert argv[1:] == ["train", "--config", path]  # every setting is in the file
             assert content["dataset"].startswith("s3://") and content["out"].startswith("s3://")
 
 
@@ -649,7 +648,6 @@ BAD_VALUES = {
                                                      "train.prepare.config.dst=s3://b/other"],
     "prepare setting not a flag value": ["--set", "train.enabled=true,train.prepare.enabled=true,"
                                                   "train.prepare.config.resolution.x=1"],
-    "dataset URI with a space": ["--set", "train.enabled=true", "--set", "train.config.dataset=s3://b/my data"],
 }
 
 
@@ -819,8 +817,7 @@ def _parse_command(argv: list[str]) -> argparse.Namespace:
 def package_problems(docs) -> list[str]:
     """What ray_gan itself refuses in a rendering: specs its pydantic models reject,
     commands its parser rejects, prepare flags that make no valid PrepareConfig, and a
-    train command line that sets anything other than its --config file does (dataset and
-    --out must repeat the file's)."""
+    train command line that sets anything beyond its --config file."""
     config, cli_flags = _package(), _package("ray_gan.cli_flags")
     pydantic = importlib.import_module("pydantic")
     problems = []
