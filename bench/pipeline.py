@@ -53,20 +53,15 @@ def baseline_prepare(src: str, resolution: int) -> tuple[float, int]:
 
 def baseline_train_rate(dataset: str, batch: int, steps: int, g_channels: int, d_channels: int) -> float:
     """Single process, all cores: the same model, loss and optimiser as the Ray loop."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    from ray_gan import storage
-    from ray_gan.data.dataset import read_dataset_info
-    from ray_gan.images import decode_batch, from_uint8
-    from ray_gan.models import build_discriminator, build_generator
     from ray_gan.config import TrainConfig
+    from ray_gan.data.dataset import read_dataset_info, read_shards
+    from ray_gan.images import from_uint8
+    from ray_gan.models import build_discriminator, build_generator
 
     info = read_dataset_info(dataset)
-    table = pq.read_table(io.BytesIO(storage.read_bytes(info.shard_uris("train")[0])), columns=["image", "style"])
-    X = from_uint8(decode_batch(table.column("image").to_pylist()))
-    Y = torch.tensor(table.column("style").to_pylist())
+    first = read_shards(info.shard_uris("train")[:1], by_style=False)  # the first shard, in its order
+    X = from_uint8(first.images)
+    Y = torch.from_numpy(first.styles).long()
     cfg = TrainConfig.from_flat(dataset=dataset, out="x", arch="dcgan", g_channels=g_channels, d_channels=d_channels)
     mcfg = cfg.new_model_config(len(info.styles), info.resolution)
     torch.set_num_threads(os.cpu_count() or 1)

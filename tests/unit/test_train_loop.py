@@ -1,3 +1,7 @@
+"""ray_gan.train.loop: the per-worker loop's pure parts (progress text, validation loss)."""
+
+import pytest
+
 from ray_gan.config import RunSettings
 from ray_gan.train.loop import _time_left
 
@@ -21,3 +25,31 @@ def test_time_left_is_the_budget_when_it_ends_the_run_first():
 def test_time_left_is_the_steps_when_they_end_the_run_first():
     cfg = _cfg(steps=300, time_budget_s=3600)
     assert _time_left(cfg, step=200, s_per_step=0.3, elapsed=60.0) == "ETA 0m30s"
+
+
+def test_the_validation_loss_is_the_runs_own_loss():
+    import torch
+    import torch.nn.functional as F
+
+    from ray_gan.config import ModelConfig, TrainConfig
+    from ray_gan.images import from_uint8
+    from ray_gan.models import build_discriminator, build_generator
+    from ray_gan.train.loop import _d_losses
+
+    torch.manual_seed(0)
+    mcfg = ModelConfig(arch="dcgan", resolution=16, num_styles=2, g_channels=8, d_channels=8)
+    G, D = build_generator(mcfg).eval(), build_discriminator(mcfg).eval()
+    images = torch.randint(0, 256, (12, 16, 16, 3), dtype=torch.uint8)
+    styles = torch.arange(12) % 2
+
+    def to_input(x):
+        return from_uint8(x, "cpu", 3, 16)
+
+    with torch.no_grad():
+        logits = D(to_input(images), styles)
+        got = {loss: _d_losses(D, G, (images, styles), to_input, mcfg,
+                               TrainConfig.from_flat(dataset="d", out="o", arch="dcgan", loss=loss, batch_size=8),
+                               torch.device("cpu"))
+               for loss in ("non_saturating", "hinge")}
+    assert got["non_saturating"]["d_val_real_loss"] == pytest.approx(F.softplus(-logits).mean().item(), rel=1e-5)
+    assert got["hinge"]["d_val_real_loss"] == pytest.approx(F.relu(1 - logits).mean().item(), rel=1e-5)
