@@ -236,9 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import yaml
 
+    from ray_gan import console
     from ray_gan.batch.job import BatchError
     from ray_gan.storage import StorageError
-    from ray_gan import console
     from ray_gan.train.trainer import TrainError
 
     args = build_parser().parse_args(argv)
