@@ -24,10 +24,13 @@ For KubeRay ``serveConfigV2``: ``import_path: ray_gan.serve.app:build_app`` with
 import base64
 import hashlib
 import json
+import math
 import time
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -38,6 +41,27 @@ from ray_gan.generate.controls import ControlError, check_controls, model_contro
 MAX_IMAGES_PER_REQUEST = 256
 
 api = FastAPI(title="ray_gan", description="Style-diverse GAN image variants", version="1")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with what JSON cannot carry (Infinity, NaN, exception objects in pydantic's
+    error context) turned into strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # pydantic's errors echo the input they reject, which may be a float JSON cannot
+    # carry (an edit strength of Infinity): FastAPI's own handler would then fail with a 500.
+    return JSONResponse(status_code=422, content={"detail": json_safe(exc.errors())})
 
 
 @serve.deployment(name="StyleGenerator", ray_actor_options={"num_cpus": 1})
