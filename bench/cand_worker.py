@@ -3,7 +3,7 @@ Ray Train loop runs it, in one process. Started by bench/train_throughput.py (``
 bench.cand_worker`` from the repository root); speaks the protocol in bench/common.py.
 
 Models come from the registry (``build_generator``/``build_discriminator``) with the
-model config ``ray-gan train`` would build (``model_config_for``), G_ema is a deep copy
+model config ``ray-gan train`` would build (``TrainConfig.new_model_config``), G_ema is a deep copy
 as in the loop, and the train config is ``TrainConfig``'s defaults — what the CLI uses
 when no flag is given — except ``arch`` and ``batch_size``. One timed step is
 ``GANStep.step(x_real, y, i)`` (D step with lazy R1 when the arch's default R1 weight is

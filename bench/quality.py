@@ -7,7 +7,7 @@ the validation split (every metric of the report).
     python -m bench.quality --budget 240 --reevaluate   # same models, current evaluation code
     python -m bench.quality --budget 600 --datasets hanzi --runs 3   # three independent runs per row
     python -m bench.quality --budget 600 --models stylegan --set pack=4 --tag pack4 --runs 3   # rows "stylegan-pack4"
-    python -m bench.quality --budget 600 --models stylegan --set model.embed_dim=128 --tag e128   # a ModelConfig field
+    python -m bench.quality --budget 600 --models stylegan --set embed_dim=128 --tag e128   # any train field (model overrides too)
 
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
@@ -136,9 +136,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=1, help="independent training runs per row (seeds --seed + r)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="a TrainConfig field for our models' rows instead of its default, or with the prefix "
-                         "'model.' a ModelConfig field of the new model (repeatable; VALUE as JSON, e.g. pack=4, "
-                         "noise_inputs=false, model.embed_dim=128); needs --tag")
+                    help="a train field (any flag of ray-gan train, by its field name) for our models' rows instead "
+                         "of its default (repeatable; VALUE as JSON, e.g. pack=4, noise_inputs=false, embed_dim=128; "
+                         "'model.' before a name is accepted); needs --tag")
     ap.add_argument("--tag", help="with --set: our rows are named <model>-<tag> (and get their own model dirs)")
     ap.add_argument("--reevaluate", action="store_true",
                     help="score the already-trained rows of --budget/--datasets/--models again (current evaluation "

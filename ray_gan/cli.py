@@ -8,6 +8,7 @@ cluster; otherwise they start a local one bound to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -220,7 +221,8 @@ COMMANDS = [
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ray-gan", description=__doc__.split("\n\n")[0])
     p.add_argument("--verbose", "-v", action="store_true",
-                   help="show Ray's own logs on the terminal (default: in a log file, named at the end)")
+                   help="show Ray's own logs on the terminal (default: in a log file, named at the end; always "
+                        "verbose under RAY_ADDRESS, e.g. in a Ray job, whose output is its log)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for name, func, config, positional, text in COMMANDS:
@@ -242,7 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ray_gan.train.trainer import TrainError
 
     args = build_parser().parse_args(argv)
-    logs = console.configure(verbose=args.verbose)
+    # A command sent to a cluster (RAY_ADDRESS: a Ray job, a KubeRay RayJob) keeps everything
+    # in its output, which is where `ray job logs` and the dashboard look; a log file in the
+    # job's pod would be lost with it.
+    logs = console.configure(verbose=args.verbose or bool(os.environ.get("RAY_ADDRESS")))
     try:
         args.func(args)
     except ValidationError as exc:

@@ -66,6 +66,8 @@ def leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Leaf]:
     for name, field in model.model_fields.items():
         sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
         out += leaves(sub, prefix + (name,)) if sub else [Leaf(prefix + (name,), field)]
+    if not prefix and len({leaf.name for leaf in out}) != len(out):
+        raise TypeError(f"{model.__name__}: two fields share a leaf name in different groups")
     return out
 
 
@@ -367,14 +369,19 @@ def check_truncation(v: Truncation) -> Truncation:
     return v
 
 
-def check_edits(v: dict[str, float]) -> dict[str, float]:
-    """Edit direction name → strength (σ): at most :data:`MAX_EDITS` names of 1-128
-    letters, digits, '.', '_' or '-'; finite strengths of at most :data:`MAX_EDIT_STRENGTH`."""
-    if len(v) > MAX_EDITS:
-        raise ValueError(f"at most {MAX_EDITS} edits, got {len(v)}")
-    bad = [name for name in v if not isinstance(name, str) or not _ID_RE.match(name)]
+def check_edit_names(names) -> None:
+    """Edit direction names: 1-128 letters, digits, '.', '_' or '-'."""
+    bad = [name for name in names if not isinstance(name, str) or not _ID_RE.match(name)]
     if bad:
         raise ValueError(f"edit direction names must be 1-128 chars of letters, digits, '.', '_' or '-': {bad}")
+
+
+def check_edits(v: dict[str, float]) -> dict[str, float]:
+    """Edit direction name → strength (σ): at most :data:`MAX_EDITS` names
+    (:func:`check_edit_names`); finite strengths of at most :data:`MAX_EDIT_STRENGTH`."""
+    if len(v) > MAX_EDITS:
+        raise ValueError(f"at most {MAX_EDITS} edits, got {len(v)}")
+    check_edit_names(v)
     bad = [name for name, t in v.items() if not -MAX_EDIT_STRENGTH <= t <= MAX_EDIT_STRENGTH]  # NaN fails too
     if bad:
         raise ValueError(f"edit strengths must be finite numbers between {-MAX_EDIT_STRENGTH:g} and "
@@ -512,10 +519,10 @@ class GenerateConfig(_Rendering):
 
     styles: str | None = Field(None, description="Comma-separated style names (default: all).")
     n: int = Field(8, ge=1, le=10_000, description="Images per style.")
-    seed: int = Field(0, ge=0, le=2**62, description="Seed of the first image; then seed+1, …")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the first image; then seed+1, …")
     truncation: str = Field("1.0", description="0..2, or per style: flat=0.5,outline=0.8 (others 1.0).")
     mix_layers: str | None = Field(None, description="Style mixing (stylegan): coarse, fine, all or A:B.")
-    mix_seed: int | None = Field(None, ge=0, le=2**62, description="Seed of the mixed layers (default seed+offset).")
+    mix_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Seed of the mixed layers (default seed+offset).")
     mix_style: str | None = Field(None, description="Style of the mixed layers (default the image's).")
     edit: list[str] = Field(default_factory=list, description="Edit direction NAME=STRENGTH (repeatable).")
     format: ImageFormat = Field("png", description="Image format.")

@@ -325,15 +325,6 @@ class Progress:
         self._first_status = False
         self._show(force=self.status != before)
 
-    def advance(self, n: int = 1) -> None:
-        self.update(self.done + n)
-
-    def set_status(self, status: str) -> None:
-        """A word on what the stage does now (e.g. "writing shards"), shown after the counts."""
-        if not self.closed:
-            self.status = status
-            self._show(force=True)
-
     @staticmethod
     def _between(a: tuple[float, int] | None, b: tuple[float, int] | None) -> float | None:
         if a is None or b is None or b[0] - a[0] <= 0 or b[1] <= a[1]:

@@ -18,7 +18,6 @@ from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.data.demo import iter_demo_images
 from ray_gan.data.prepare import PARQUET_SCHEMA
 from ray_gan.models import build_discriminator, build_generator
-from ray_gan.train.finetune import freeze_input_layers
 from ray_gan.train.step import GANStep
 
 # seeds of the render, mixing and edit-direction tests
@@ -46,8 +45,6 @@ def stepper(arch="stylegan", pack=1, **train):
         mc = ModelConfig(arch="dcgan", resolution=16, num_styles=3, g_channels=8, d_channels=8)
     G, D = build_generator(mc), build_discriminator(mc)
     cfg = TrainConfig.from_flat(dataset="d", out="o", arch=arch, **train)
-    if cfg.freeze_d:  # as the training loop does before it builds the step
-        freeze_input_layers(D, cfg.freeze_d)
     return GANStep(G, D, copy.deepcopy(G).eval(), mc, cfg, torch.device("cpu"))
 
 

@@ -81,7 +81,7 @@ def _optional(fn: Callable[[], Any], enough: bool) -> Any:
     return fn() if enough else None
 
 
-def evaluate_model(model_uri: str, data_uri: str, log: Callable[[str], None] = print, **settings: Any) -> EvalReport:
+def evaluate_model(model_uri: str, data_uri: str, *, log: Callable[[str], None] = print, **settings: Any) -> EvalReport:
     """Evaluate ``model_uri`` on a split of ``data_uri``; write the report; return it.
 
     ``settings`` are further :class:`~ray_gan.config.EvalConfig` fields (``split``,

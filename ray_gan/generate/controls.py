@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ray_gan import storage
 from ray_gan.config import MixSpec, Truncation, check_edits, check_truncation
 
 if TYPE_CHECKING:
@@ -49,10 +50,12 @@ def model_controls(info: ModelInfo, generator: Any = None, directions: bool = Tr
     directions; without them :func:`check_controls` refuses any edit."""
     if info.config.arch != "stylegan":
         return ModelControls(info.uri, info.config.arch, list(info.styles), 0, [])
-    if generator is None:
-        from ray_gan.models import build_generator
+    if generator is not None:
+        num_ws = int(generator.num_ws)
+    else:
+        from ray_gan.models.stylegan import style_inputs
 
-        generator = build_generator(info.config)
+        num_ws = style_inputs(info.config.resolution)
     names: list[str] = []
     problem: str | None = "the model's edit directions were not read"
     if directions:
@@ -60,9 +63,9 @@ def model_controls(info: ModelInfo, generator: Any = None, directions: bool = Tr
 
         try:
             names, problem = load_directions(info).names, None
-        except ValueError as e:  # none stored, or stale
+        except (ValueError, storage.StorageError) as e:  # none stored, stale, or damaged: refuse edits only
             problem = str(e)
-    return ModelControls(info.uri, info.config.arch, list(info.styles), int(generator.num_ws), names, problem)
+    return ModelControls(info.uri, info.config.arch, list(info.styles), num_ws, names, problem)
 
 
 def check_controls(model: ModelControls, truncation: Truncation = 1.0, mix: MixSpec | None = None,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from ray_gan import checkpoint as ckpt
 from ray_gan.checkpoint import ModelInfo
-from ray_gan.config import check_edits
+from ray_gan.config import check_edit_names
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def rename_directions(info: ModelInfo, names: dict[str, str]) -> list[str]:
     new = [names.get(n, n) for n in doc["names"]]
     if len(set(new)) != len(new):
         raise ValueError(f"direction names must be unique: {new}")
-    check_edits(dict.fromkeys(new, 0.0))  # names that edits can use
+    check_edit_names(new)  # names that edits can use
     ckpt.write_directions_doc(info.uri, {**doc, "names": new})
     return new
 
@@ -101,9 +101,11 @@ def _doc(info: ModelInfo) -> dict:
 
 
 def load_directions(info: ModelInfo) -> Directions:
-    doc = _doc(info)
+    found = ckpt.read_directions(info.uri)  # the tensors checked against the sha256 the JSON records
+    if found is None:
+        _doc(info)  # raises: none stored
+    doc, t = found
     if doc["weights_sha256"] != info.weights_sha256:
         raise ValueError(f"the edit directions in {info.uri} were computed for step {doc.get('step')}, "
                          f"the model is now at step {info.step}; run `ray-gan directions {info.uri}` again")
-    doc, t = ckpt.read_directions(info.uri)  # the tensors checked against the sha256 the JSON records
     return Directions(list(doc["names"]), t["components"], t["stds"], list(doc["explained_variance_ratio"]))

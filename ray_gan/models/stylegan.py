@@ -54,6 +54,11 @@ def resolutions(resolution: int) -> list[int]:
     return [2**k for k in range(2, int(math.log2(resolution)) + 1)]
 
 
+def style_inputs(resolution: int) -> int:
+    """How many style inputs (ws) the generator takes: conv4, then two per block after it."""
+    return 2 * len(resolutions(resolution))
+
+
 class EqualLinear(nn.Module):
     """Linear layer with the weight scaled at run time by ``lr_mul / sqrt(fan_in)``
     (equalised learning rate)."""
@@ -198,7 +203,7 @@ class StyleGANGenerator(nn.Module):
         self.blocks = nn.ModuleList(SynthesisBlock(ch[r // 2], ch[r], cfg.channels, cfg.w_dim, r, cfg.noise_inputs)
                                     for r in res[1:])
         # ws[0]: conv4; ws[1]: rgb4 and the next block's first conv; block i uses ws[2i+1 .. 2i+3].
-        self.num_ws = 2 + 2 * len(self.blocks)
+        self.num_ws = style_inputs(cfg.resolution)
         self.register_buffer("w_avg", torch.zeros(cfg.num_styles, cfg.w_dim))
 
     # -- layers by resolution (for mixing and layer-wise blending) ------------------------
@@ -274,12 +279,6 @@ class DiscriminatorBlock(nn.Module):
         y = self.skip(F.avg_pool2d(x, 2))
         x = F.avg_pool2d(self.conv1(self.conv0(x)), 2)
         return (x + y) / SQRT2
-
-
-def min_batch_for_packs(pack: int, num_styles: int) -> int:
-    """The smallest batch that always holds one whole pack of some style (pigeonhole):
-    below it a batch may give a packing D nothing to judge."""
-    return pack * num_styles
 
 
 def same_style_packs(style: torch.Tensor, pack: int) -> torch.Tensor:

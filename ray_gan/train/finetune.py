@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ray_gan import checkpoint as ckpt
 from ray_gan.models.transfer import transfer_state
 
 
@@ -19,6 +18,8 @@ def init_from_base(G: nn.Module, D: nn.Module, checkpoint: str, base_styles: lis
                    ) -> dict[str, dict[str, int]]:
     """Load the base checkpoint ``checkpoint`` (its styles ``base_styles``) into G and D built
     for ``styles``. Returns :func:`transfer_state`'s counts for G and D."""
+    from ray_gan import checkpoint as ckpt  # (here: FreezeD's users, the GAN step among them, read no storage)
+
     d_state = ckpt.read_discriminator_state(checkpoint)
     if d_state is None:
         raise ValueError(f"{checkpoint} has no discriminator weights (a generator-only model): "

@@ -22,16 +22,15 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from ray_gan import checkpoint as ckpt
-from ray_gan import storage
+from ray_gan.console import fmt_duration
 from ray_gan.config import ModelConfig, RunSettings, TrainConfig
 from ray_gan.generate.render import latents_from_seeds
 from ray_gan.images import from_uint8, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.stylegan import same_style_packs
-from ray_gan.train.finetune import freeze_input_layers, init_from_base
+from ray_gan.train.finetune import init_from_base
 from ray_gan.train.plan import RunPlan
 from ray_gan.train.step import GANStep, d_fake_term, d_real_term
 
@@ -74,10 +73,8 @@ def train_loop_per_worker(config: dict) -> None:
         fresh = counts["discriminator"]["initialised"] + counts["generator"]["initialised"]
         if fresh:
             log(f"fine-tune: {fresh} tensor(s) the base model lacks (a head added after it was trained) start fresh")
-    if cfg.freeze_d:  # FreezeD: the held layers get no gradients and no optimiser state
-        freeze_input_layers(D, cfg.freeze_d)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world, distributed)
+    stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world, distributed, hp=plan.hyperparameters)
     step = 0
     history: list[dict] = []
 
@@ -339,12 +336,5 @@ def _time_left(run: RunSettings, step: int, s_per_step: float, elapsed: float) -
     first, "budget left 3m00s" (a budgeted run's step limit is often just a cap)."""
     by_steps = (run.steps - step) * s_per_step
     if run.time_budget_s is not None and run.time_budget_s - elapsed < by_steps:
-        return f"budget left {_fmt_duration(max(run.time_budget_s - elapsed, 0.0))}"
-    return f"ETA {_fmt_duration(by_steps)}"
-
-
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+        return f"budget left {fmt_duration(max(run.time_budget_s - elapsed, 0.0))}"
+    return f"ETA {fmt_duration(by_steps)}"

@@ -48,6 +48,7 @@ from torch import nn
 
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.models.stylegan import same_style_packs
+from ray_gan.train.finetune import freeze_input_layers
 from ray_gan.train.augment import diff_augment
 
 def d_real_term(logits: torch.Tensor, loss: str) -> torch.Tensor:
@@ -65,11 +66,17 @@ class GANStep:
     returns ``[d_loss, g_loss, d_real_loss]`` as one tensor on the device (no host sync)."""
 
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, mcfg: ModelConfig, cfg: TrainConfig,
-                 device: torch.device, world: int = 1, distributed: bool = False) -> None:
+                 device: torch.device, world: int = 1, distributed: bool = False,
+                 hp: dict[str, float] | None = None) -> None:
+        """``hp``: the run's hyper-parameters as its plan resolved them (default: resolved
+        here from ``cfg``, the same function). With ``cfg.freeze_d`` (FreezeD), D's first
+        input-side layers are held: no gradients, no optimiser state."""
         self.G, self.D, self.G_ema, self.mcfg, self.cfg = G, D, G_ema, mcfg, cfg
         self.device, self.world, self.distributed = device, world, distributed
-        self.hp = cfg.hyperparameters(mcfg, world)
+        self.hp = hp if hp is not None else cfg.hyperparameters(mcfg, world)
         opt = cfg.optim
+        if cfg.freeze_d:
+            freeze_input_layers(D, cfg.freeze_d)
         lazy = self.hp["r1_gamma"] > 0 and opt.r1_every > 1
         c = opt.r1_every / (opt.r1_every + 1) if lazy else 1.0
         self.opt_g = torch.optim.Adam(G.parameters(), lr=self.hp["lr_g"], betas=(self.hp["beta1"], self.hp["beta2"]))

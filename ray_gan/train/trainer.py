@@ -60,6 +60,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from ray_gan.console import Progress
+    from ray_gan.progress import Track
     from ray_gan.runtime import init_ray
 
     cfg, info, existing, base = read_plan_inputs(cfg)
@@ -79,11 +81,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     else:
         ray_dir = os.path.join(tempfile.gettempdir(), "ray_gan", "train-runs")
         run_config = RunConfig(name=run_name, storage_path=ray_dir, failure_config=FailureConfig(max_failures=0))
-    from ray_gan.console import Progress
-    from ray_gan.progress import Track
-
-    # Rank 0 reports its step and elapsed time; the driver draws the bar (and logs rank 0's lines to its log file).
     scaling, budget = cfg.scaling, cfg.run.time_budget_s
+    log(
+        f"train: {plan.model.arch} {plan.model.resolution}px, {len(info.styles)} styles, {plan.train_count} train "
+        f"images, {scaling.workers} workers × batch {scaling.batch_size}, steps {plan.resume_step or 0} → "
+        f"{cfg.run.steps}{f' or {budget:.0f} s, whichever comes first' if budget else ''}, out {out}"
+    )
+    # Rank 0 reports its step and elapsed time; the driver draws the bar (and logs rank 0's lines to its log file).
     bar = Progress("train", cfg.run.steps, "steps", images_per_unit=scaling.batch_size * scaling.workers,
                    initial=plan.resume_step or 0, status="starting workers", startup_apart=True)
 
@@ -104,11 +108,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         run_config=run_config,
         datasets={"train": image_dataset(info, "train")},
         dataset_config=DataConfig(datasets_to_split=["train"]),
-    )
-    log(
-        f"train: {plan.model.arch} {plan.model.resolution}px, {len(info.styles)} styles, {plan.train_count} train "
-        f"images, {scaling.workers} workers × batch {scaling.batch_size}, steps {plan.resume_step or 0} → "
-        f"{cfg.run.steps}{f' or {budget:.0f} s, whichever comes first' if budget else ''}, out {out}"
     )
     try:
         with track:

@@ -19,12 +19,12 @@ def test_time_left_is_the_budget_when_it_ends_the_run_first():
     # a step cap of 10^8 would mean thousands of hours; the 600 s budget ends the run
     cfg = _cfg(steps=10**8, time_budget_s=600)
     assert _time_left(cfg, step=200, s_per_step=0.3, elapsed=420.0) == "budget left 3m00s"
-    assert _time_left(cfg, step=200, s_per_step=0.3, elapsed=700.0) == "budget left 0m00s"
+    assert _time_left(cfg, step=200, s_per_step=0.3, elapsed=700.0) == "budget left 0s"
 
 
 def test_time_left_is_the_steps_when_they_end_the_run_first():
     cfg = _cfg(steps=300, time_budget_s=3600)
-    assert _time_left(cfg, step=200, s_per_step=0.3, elapsed=60.0) == "ETA 0m30s"
+    assert _time_left(cfg, step=200, s_per_step=0.3, elapsed=60.0) == "ETA 30s"
 
 
 def test_the_validation_loss_is_the_runs_own_loss():
