@@ -91,7 +91,7 @@ def main() -> None:
         dataset=new_data, out=str(out), arch="stylegan", augment="diffaugment", time_budget_s=a.budget, **timed))}
     for k in (int(v) for v in a.freeze.split(",")):
         arms["finetune" + (f", FreezeD {k}" if k else "")] = (
-            lambda out, k=k: finetune(FinetuneConfig(base=str(base_out), data=new_data, out=str(out),
+            lambda out, k=k: finetune(FinetuneConfig.from_flat(base=str(base_out), data=new_data, out=str(out),
                                                       time_budget_s=a.budget, freeze_d=k, **timed)))
 
     results_file = work / "finetune-results.json"

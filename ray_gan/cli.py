@@ -17,11 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ray_gan import cli_flags
 from ray_gan.config import (BlendConfig, DemoConfig, DemoDataConfig, DirectionsConfig, EvalConfig, ExportConfig,
                             FinetuneConfig, GenerateConfig, InterpolateConfig, PrepareConfig, ProjectConfig,
-                            ServeConfig, TrainConfig)
-
-
-def _styles(value: str) -> list[str]:
-    return [s.strip() for s in value.split(",") if s.strip()]
+                            ServeConfig, TrainConfig, comma_list)
 
 
 def cmd_demo_data(a: argparse.Namespace) -> None:
@@ -61,27 +57,6 @@ def cmd_train(a: argparse.Namespace) -> None:
     train(_config(TrainConfig, a))
 
 
-def _truncation(value: str) -> float | dict[str, float]:
-    """``0.7`` or ``flat=0.5,outline=0.8`` (per style; others 1.0)."""
-    if "=" not in value:
-        return float(value)
-    out = {}
-    for item in _styles(value):
-        name, _, v = item.partition("=")
-        out[name.strip()] = float(v)
-    return out
-
-
-def _edits(values: list[str] | None) -> dict[str, float]:
-    out = {}
-    for item in values or []:
-        name, sep, v = item.partition("=")
-        if not sep:
-            raise ValueError(f"--edit expects NAME=STRENGTH, got {item!r}")
-        out[name.strip()] = float(v)
-    return out
-
-
 def _mix(cfg: GenerateConfig):
     from ray_gan.config import MixSpec
 
@@ -94,9 +69,8 @@ def cmd_generate(a: argparse.Namespace) -> None:
     from ray_gan.generate.local import generate_images
 
     cfg = _config(GenerateConfig, a)
-    res = generate_images(cfg.model, _styles(cfg.styles) if cfg.styles else None, cfg.n, cfg.seed,
-                          _truncation(cfg.truncation), cfg.out, cfg.format, cfg.device, mix=_mix(cfg),
-                          edits=_edits(cfg.edit))
+    res = generate_images(cfg.model, cfg.styles, cfg.n, cfg.seed, cfg.truncation, cfg.out, cfg.format, cfg.device,
+                          mix=_mix(cfg), edits=cfg.edits)
     print(f"generate: {len(res.images)} images under {cfg.out}; grid {res.grid}")
 
 
@@ -118,7 +92,7 @@ def cmd_directions(a: argparse.Namespace) -> None:
     cfg = _config(DirectionsConfig, a)
     G, info = load_generator(cfg.model)
     if cfg.rename:
-        names = rename_directions(info, dict(item.split("=", 1) for item in _styles(cfg.rename)))
+        names = rename_directions(info, dict(item.split("=", 1) for item in comma_list(cfg.rename)))
         print(f"directions: renamed → {names}")
         return
     d, mean = compute_directions(G, len(info.styles), cfg.components, cfg.samples, cfg.seed)
@@ -152,8 +126,7 @@ def cmd_blend(a: argparse.Namespace) -> None:
     from ray_gan.style_weights.blend import blend_models
 
     cfg = _config(BlendConfig, a)
-    info = blend_models(cfg.a, cfg.b, cfg.out, cfg.alpha, _styles(cfg.layers) if cfg.layers else None,
-                        cfg.styles_from)
+    info = blend_models(cfg.a, cfg.b, cfg.out, cfg.alpha, cfg.layers, cfg.styles_from)
     print(f"blend: {info.uri} (alpha {cfg.alpha}, layers {info.raw['blend']['layers']}, styles {info.styles}; "
           f"discriminator: {info.raw['blend']['discriminator']})")
 

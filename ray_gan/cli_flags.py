@@ -64,14 +64,14 @@ def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel], positiona
                               "help": (field.description or "") + _default_text(field)}
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(typ) is list and typing.get_args(typ) == (str,):
+        elif typing.get_origin(typ) in (list, dict):  # repeatable; the model's validators parse the text
             kw["action"] = "append"
         elif typing.get_origin(typ) is Literal:
             kw["choices"] = list(typing.get_args(typ))
-        elif typ in (int, float, str):
+        elif typ in (int, float):
             kw["type"] = typ
-        else:
-            raise TypeError(f"{model.__name__}.{leaf.name}: no command-line form for {typ!r}")
+        # anything else (str, a union such as a truncation: a number or per-style values) is
+        # given as text, which the model's own validators parse
         parser.add_argument(_flag(leaf), **kw)
 
 

@@ -305,38 +305,36 @@ class TrainConfig(_Strict):
         return out
 
 
+class FinetuneOptim(OptimSettings):
+    """A fine-tuning run's optimisation: as training's, with DiffAugment on (small data)."""
+
+    augment: Augment = Field("diffaugment", description="DiffAugment is on by default: a new style's data is small.")
+
+
+class FinetuneRun(RunSettings):
+    """A fine-tuning run's length: shorter than training from scratch."""
+
+    steps: int = Field(1000, ge=1, description="Total optimisation steps (counted across resumes).")
+    checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints.")
+
+
 class FinetuneConfig(_Strict):
     """``ray-gan finetune``: adapt a trained model to a new style's dataset (a few hundred
-    images is enough), starting from its EMA generator and its discriminator."""
+    images is enough), starting from its EMA generator and its discriminator. A training
+    run (:meth:`train_config`) whose architecture is the base's."""
 
     base: str = Field(description="Trained model URI.")
     data: str = Field(description="Prepared dataset of the new style(s).")
     out: str = Field(description="Model URI of the fine-tuned model.")
     freeze_d: int = Field(0, ge=0, description="FreezeD: hold the base discriminator's first N input-side layers.")
-    steps: int = Field(1000, ge=1, description="Total optimisation steps.")
-    time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this many seconds.",
-                                        json_schema_extra={"cli": "--time-budget"})
-    checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints.")
-    log_every: int = Field(25, ge=1, description="Steps between progress reports.")
-    augment: Augment = Field("diffaugment", description="DiffAugment is on by default: small data.")
-    lr_g: float | None = Field(None, gt=0, description="G's learning rate (default: the architecture's).")
-    lr_d: float | None = Field(None, gt=0, description="D's learning rate (default: the architecture's).")
-    workers: int = Field(2, ge=1, description="Ray Train workers.")
-    cpus_per_worker: float = Field(1.0, gt=0.0)
-    gpus_per_worker: float = Field(0.0, ge=0.0)
-    batch_size: int = Field(32, ge=2, description="Images per worker per step.")
-    seed: int = Field(0, ge=0)
-    resume: bool = Field(False, description="Continue an interrupted fine-tuning in out.")
+    optim: FinetuneOptim = Field(default_factory=FinetuneOptim)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    run: FinetuneRun = Field(default_factory=FinetuneRun)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            dataset=self.data, out=self.out, init_from=self.base, freeze_d=self.freeze_d,
-            optim={"augment": self.augment, "lr_g": self.lr_g, "lr_d": self.lr_d},
-            scaling={"workers": self.workers, "cpus_per_worker": self.cpus_per_worker,
-                     "gpus_per_worker": self.gpus_per_worker, "batch_size": self.batch_size},
-            run={"steps": self.steps, "time_budget_s": self.time_budget_s,
-                 "checkpoint_every": self.checkpoint_every, "log_every": self.log_every, "seed": self.seed,
-                 "resume": self.resume})
+        return TrainConfig(dataset=self.data, out=self.out, init_from=self.base, freeze_d=self.freeze_d,
+                           optim=self.optim.model_dump(), scaling=self.scaling.model_dump(),
+                           run=self.run.model_dump())
 
 
 # Seeds go through torch.Generator.manual_seed and the batch manifest's int64 columns:
@@ -503,6 +501,42 @@ class DemoConfig(_Strict):
     train_seconds: float = Field(180.0, gt=0, description="Training time budget in seconds.")
 
 
+def comma_list(v: Any) -> Any:
+    """``"a,b"`` or ``["a,b", "c"]`` (a repeated flag) → ``["a", "b", "c"]``; other values as they are."""
+    if isinstance(v, str):
+        v = [v]
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return [part.strip() for x in v for part in x.split(",") if part.strip()]
+    return v
+
+
+def _pairs(items: list[str], what: str) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{what} expects NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"{what}: {value!r} is not a number (in {item!r})") from None
+    return out
+
+
+def parse_truncation(v: Any) -> Any:
+    """The command line's truncation: ``"0.7"``, or per style ``"flat=0.5,outline=0.8"``."""
+    if isinstance(v, str):
+        return _pairs(comma_list(v), "truncation") if "=" in v else v
+    return v
+
+
+def parse_edits(v: Any) -> Any:
+    """The command line's edits: ``["pc0=2", "thickness=-1"]`` (``--edit`` repeated)."""
+    if isinstance(v, (str, list)):
+        return _pairs(comma_list(v), "--edit")
+    return v
+
+
 class _FromModel(_Strict):
     model: str = Field(description="Model URI.")
 
@@ -517,15 +551,30 @@ class _Rendering(_FromModel):
 class GenerateConfig(_Rendering):
     """``ray-gan generate``: a few images and a grid, in one process (no Ray)."""
 
-    styles: str | None = Field(None, description="Comma-separated style names (default: all).")
+    styles: list[str] | None = Field(None, description="Style names, comma-separated (default: all).")
     n: int = Field(8, ge=1, le=10_000, description="Images per style.")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the first image; then seed+1, …")
-    truncation: str = Field("1.0", description="0..2, or per style: flat=0.5,outline=0.8 (others 1.0).")
+    truncation: Truncation = Field(1.0, description="0..2, or per style: flat=0.5,outline=0.8 (others 1.0).")
     mix_layers: str | None = Field(None, description="Style mixing (stylegan): coarse, fine, all or A:B.")
     mix_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Seed of the mixed layers (default seed+offset).")
     mix_style: str | None = Field(None, description="Style of the mixed layers (default the image's).")
-    edit: list[str] = Field(default_factory=list, description="Edit direction NAME=STRENGTH (repeatable).")
+    edits: dict[str, float] = Field(default_factory=dict, description="Edit direction NAME=STRENGTH (repeatable).",
+                                    json_schema_extra={"cli": "--edit"})
     format: ImageFormat = Field("png", description="Image format.")
+
+    _styles = field_validator("styles", mode="before")(comma_list)
+    _truncation = field_validator("truncation", mode="before")(parse_truncation)
+    _edits = field_validator("edits", mode="before")(parse_edits)
+
+    @field_validator("truncation")
+    @classmethod
+    def _truncation_range(cls, v: Truncation) -> Truncation:
+        return check_truncation(v)
+
+    @field_validator("edits")
+    @classmethod
+    def _edits_bounded(cls, v: dict[str, float]) -> dict[str, float]:
+        return check_edits(v)
 
 
 class InterpolateConfig(_Rendering):
@@ -566,8 +615,11 @@ class BlendConfig(_Strict):
     b: str = Field(description="Model B's URI.")
     out: str = Field(description="Output model URI.")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="0 = A, 1 = B (in the selected layers).")
-    layers: str | None = Field(None, description="Comma-separated: mapping, 4, 8, …, coarse, fine, all (default all).")
+    layers: list[str] | None = Field(None, description="Comma-separated: mapping, 4, 8, …, coarse, fine, all "
+                                     "(default all).")
     styles_from: Literal["a", "b"] = Field("a", description="Which parent's style tables and names the blend takes.")
+
+    _layers = field_validator("layers", mode="before")(comma_list)
 
 
 class ExportConfig(_FromModel):

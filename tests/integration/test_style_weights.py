@@ -60,7 +60,7 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base, untrained_m
     root = base["root"]
     data = _dataset(root / "b", {"gradient", "flat"})
     out = str(root / "child")
-    finetune(FinetuneConfig(base=base["model"], data=data, out=out, steps=2, checkpoint_every=2, workers=2, batch_size=8, freeze_d=1))
+    finetune(FinetuneConfig.from_flat(base=base["model"], data=data, out=out, steps=2, checkpoint_every=2, workers=2, batch_size=8, freeze_d=1))
     info = read_model_info(out)
     # FreezeD: D's from-RGB layer is the base's, bit for bit; the layers above it adapted
     d_child = ckpt.read_state(info.checkpoint, "discriminator")
@@ -69,7 +69,7 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base, untrained_m
     assert not torch.equal(d_child["fc.weight"], d_base["fc.weight"])
     # a depth the base's D does not have is refused before any training
     with pytest.raises(TrainError, match="has 3 input-side layers"):
-        finetune(FinetuneConfig(base=base["model"], data=data, out=str(root / "too-deep"), steps=2, workers=2, batch_size=8, freeze_d=4))
+        finetune(FinetuneConfig.from_flat(base=base["model"], data=data, out=str(root / "too-deep"), steps=2, workers=2, batch_size=8, freeze_d=4))
     assert info.styles == ["flat", "gradient"]
     assert info.raw["init_from"]["model"] == read_model_info(base["model"]).uri
     assert info.raw["train_config"]["optim"]["augment"] == "diffaugment"
@@ -88,12 +88,12 @@ def test_finetune_starts_from_the_base_and_maps_styles_by_name(base, untrained_m
     # a whole-model blend carries a D (the parents' interpolated), so it fine-tunes like a trained model
     mid = blend_models(base["model"], out, str(root / "blend-mid"), alpha=0.5)
     assert mid.raw["blend"]["discriminator"] == "lerp(A, B, 0.5)"
-    finetune(FinetuneConfig(base=mid.uri, data=data, out=str(root / "from-blend"), steps=2, checkpoint_every=2, workers=2, batch_size=8))
+    finetune(FinetuneConfig.from_flat(base=mid.uri, data=data, out=str(root / "from-blend"), steps=2, checkpoint_every=2, workers=2, batch_size=8))
     assert read_model_info(str(root / "from-blend")).raw["init_from"]["model"] == mid.uri
     # a generator-only model is refused before any training, with the reason
     g_only = untrained_model(str(root / "g-only"), ["flat", "gradient"], arch="stylegan")
     with pytest.raises(TrainError, match="no discriminator weights"):
-        finetune(FinetuneConfig(base=g_only, data=data, out=str(root / "from-g-only"), steps=2, workers=2, batch_size=8))
+        finetune(FinetuneConfig.from_flat(base=g_only, data=data, out=str(root / "from-g-only"), steps=2, workers=2, batch_size=8))
 
 
 def test_batch_with_style_controls_is_reproducible_from_each_row(base):

@@ -148,3 +148,24 @@ def test_cli_evaluate(tiny_model, tiny_dataset, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "FID" in out and "near-copies" in out
     assert storage.join(tiny_model, "eval", "val-00000001", "report.json") in out
+
+
+def test_text_flags_and_yaml_values_give_the_same_settings(tmp_path):
+    from ray_gan.cli import _config
+    from ray_gan.config import FinetuneConfig, GenerateConfig
+
+    a = build_parser().parse_args(["generate", "m", "--out", "o", "--styles", "flat,stripes", "--truncation",
+                                   "flat=0.5,stripes=0.8", "--edit", "pc0=2", "--edit", "pc1=-1"])
+    path = tmp_path / "gen.yaml"
+    path.write_text("model: m\nout: o\nstyles: [flat, stripes]\ntruncation: {flat: 0.5, stripes: 0.8}\n"
+                    "edits: {pc0: 2, pc1: -1}\n")
+    from_file = _config(GenerateConfig, build_parser().parse_args(["generate", "--config", str(path)]))
+    assert _config(GenerateConfig, a) == from_file
+    assert from_file.truncation == {"flat": 0.5, "stripes": 0.8} and from_file.edits == {"pc0": 2.0, "pc1": -1.0}
+    for bad in (["--truncation", "3"], ["--truncation", "flat"], ["--edit", "pc0"], ["--edit", "pc0=inf"]):
+        assert main(["generate", "m", "--out", "o", *bad]) == 2, bad
+    # finetune: a training run from the base, with its own defaults for a small new style
+    ft = _config(FinetuneConfig, build_parser().parse_args(["finetune", "base", "--data", "d", "--out", "o",
+                                                            "--freeze-d", "1"])).train_config()
+    assert (ft.init_from, ft.freeze_d, ft.run.steps, ft.run.checkpoint_every, ft.optim.augment) == \
+        ("base", 1, 1000, 250, "diffaugment")
