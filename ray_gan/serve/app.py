@@ -64,12 +64,20 @@ async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONRe
     return JSONResponse(status_code=422, content={"detail": json_safe(exc.errors())})
 
 
+def replica_device(gpu_ids: list) -> str:
+    """A replica renders on a GPU only when Ray assigned it one (``num_gpus`` > 0): a replica
+    given none stays on the CPU even on a node that has GPUs, which other work holds."""
+    return "cuda" if gpu_ids else "cpu"
+
+
 @serve.deployment(name="StyleGenerator", ray_actor_options={"num_cpus": 1})
 class StyleGenerator:
     def __init__(self, model: str, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.02) -> None:
+        import ray
+
         from ray_gan.generate.render import Renderer
 
-        self.renderer = Renderer(model)
+        self.renderer = Renderer(model, replica_device(ray.get_gpu_ids()))
         self.generate_batch.set_max_batch_size(max_batch_size)
         self.generate_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 

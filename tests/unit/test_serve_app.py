@@ -27,3 +27,10 @@ def _reject(value) -> dict:
 def test_a_rejected_non_finite_or_huge_edit_gets_a_json_422_that_says_why(value):
     detail = _reject(value)["detail"]
     assert any("edits" in [str(p) for p in d["loc"]] for d in detail), detail
+
+
+def test_a_replica_uses_a_gpu_only_when_it_was_assigned_one():
+    from ray_gan.serve.app import replica_device
+
+    assert replica_device([]) == "cpu"  # num_gpus 0, whatever the node has
+    assert replica_device(["0"]) == "cuda"
