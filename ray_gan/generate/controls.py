@@ -44,10 +44,13 @@ class ModelControls:
     directions_problem: str | None = None  # why edits cannot be applied (none stored, stale), if so
 
 
-def model_controls(info: ModelInfo, generator: Any = None, directions: bool = True) -> ModelControls:
-    """The controls of ``info``'s model. ``generator``: its loaded generator (otherwise one
-    is built, untrained, to count its style inputs). ``directions``: read the stored edit
-    directions; without them :func:`check_controls` refuses any edit."""
+def model_controls(info: ModelInfo, generator: Any = None, directions: bool = True, renderer: Any = None
+                   ) -> ModelControls:
+    """The controls of ``info``'s model. ``generator``: its loaded generator (otherwise its
+    style inputs are counted from the config). ``directions``: read the stored edit
+    directions; without them :func:`check_controls` refuses any edit. ``renderer``: a
+    :class:`~ray_gan.generate.render.Renderer` of the model, whose directions (read once,
+    kept) are used, so rendering later reads them no second time."""
     if info.config.arch != "stylegan":
         return ModelControls(info.uri, info.config.arch, list(info.styles), 0, [])
     if generator is not None:
@@ -62,7 +65,8 @@ def model_controls(info: ModelInfo, generator: Any = None, directions: bool = Tr
         from ray_gan.generate.directions import load_directions
 
         try:
-            names, problem = load_directions(info).names, None
+            found = renderer.directions() if renderer is not None else load_directions(info)
+            names, problem = found.names, None
         except (ValueError, storage.StorageError) as e:  # none stored, stale, or damaged: refuse edits only
             problem = str(e)
     return ModelControls(info.uri, info.config.arch, list(info.styles), num_ws, names, problem)

@@ -26,7 +26,7 @@ def generate_images(model: str, styles: list[str] | None, n: int, seed: int, tru
     arguments give byte-identical files.
     """
     renderer = Renderer(model, device=device)
-    check_controls(model_controls(renderer.info, renderer.G, directions=bool(edits)), truncation, mix, edits)
+    check_controls(model_controls(renderer.info, renderer.G, directions=bool(edits), renderer=renderer), truncation, mix, edits)
     idx = renderer.info.style_indices(styles)
     names = [renderer.info.styles[i] for i in idx]
     seeds = [seed + j for j in range(n)]

@@ -85,7 +85,7 @@ class StyleGenerator:
         i = self.renderer.info
         return {"model": i.uri, "styles": i.styles, "step": i.step, "weights_sha256": i.weights_sha256,
                 "resolution": i.config.resolution, "architecture": i.config.arch,
-                "device": self.renderer.device.type, "controls": model_controls(i, self.renderer.G)}
+                "device": self.renderer.device.type, "controls": model_controls(i, self.renderer.G, renderer=self.renderer)}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def generate_batch(self, requests: list[dict]) -> list[list[dict]]:
