@@ -108,11 +108,26 @@ class ModelInfo:
         return [self.styles.index(n) for n in names]
 
 
-def read_model_info(model_uri: str) -> ModelInfo:
-    uri = storage.join(model_uri, MODEL_JSON)
-    if not storage.exists(uri):
-        raise storage.StorageError(f"no trained model at {model_uri} (missing {MODEL_JSON})")
+class PinError(storage.StorageError):
+    """A pinned checkpoint whose weights are not the ones pinned."""
+
+
+def read_model_info(model_uri: str, step: int | None = None, weights_sha256: str | None = None) -> ModelInfo:
+    """What ``model.json`` says: the latest checkpoint's, or checkpoint ``step``'s. With
+    ``weights_sha256`` (a pin), a checkpoint whose EMA weights have another sha256 is a
+    :class:`PinError`."""
+    if step is None:
+        uri = storage.join(model_uri, MODEL_JSON)
+        if not storage.exists(uri):
+            raise storage.StorageError(f"no trained model at {model_uri} (missing {MODEL_JSON})")
+    else:
+        uri = storage.join(checkpoint_uri(model_uri, step), MODEL_JSON)
+        if not storage.exists(uri):
+            raise storage.StorageError(f"model {model_uri} has no complete checkpoint at step {step} (missing {uri})")
     raw = storage.read_json(uri)
+    if weights_sha256 is not None and raw["weights_sha256"]["generator_ema"] != weights_sha256:
+        raise PinError(f"model {model_uri} step {raw['step']}: EMA weights have sha256 "
+                       f"{raw['weights_sha256']['generator_ema']}, not the pinned {weights_sha256}")
     return ModelInfo(
         uri=storage.normalize(model_uri),
         config=ModelConfig(**raw["model_config"]),
@@ -193,11 +208,13 @@ def read_discriminator_state(checkpoint: str) -> dict[str, torch.Tensor] | None:
     return None if data is None else st_load(data)
 
 
-def load_generator(model_uri: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
-    """The EMA generator of the latest checkpoint, in eval mode, with its sha256 verified."""
+def load_generator(model_uri: str, device: str | torch.device = "cpu", step: int | None = None,
+                   weights_sha256: str | None = None) -> tuple[torch.nn.Module, ModelInfo]:
+    """The EMA generator of the latest checkpoint (or of checkpoint ``step``), in eval mode,
+    with its sha256 verified (and equal to ``weights_sha256`` when that pins it)."""
     from ray_gan.models import build_generator
 
-    info = read_model_info(model_uri)
+    info = read_model_info(model_uri, step, weights_sha256)
     data = _read_verified(info.checkpoint, "generator_ema", want=info.weights_sha256)
     if data is None:
         raise storage.StorageError(f"{info.checkpoint} has no {GENERATOR_EMA_FILE}")

@@ -149,7 +149,8 @@ def cmd_serve(a: argparse.Namespace) -> None:
     from ray_gan.serve.app import run_server
 
     cfg = _config(ServeConfig, a)
-    print(f"serve: http://{cfg.host}:{cfg.port}/v1/variants (model {cfg.model}); Ctrl-C to stop", flush=True)
+    models = ", ".join(f"{m.name}={m.uri}" + (f"@{m.step}" if m.step is not None else "") for m in cfg.models)
+    print(f"serve: http://{cfg.host}:{cfg.port}/v1/variants (models {models}); Ctrl-C to stop", flush=True)
     run_server(cfg)
 
 

@@ -23,53 +23,23 @@ Output layout::
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import io
-import json
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ray_gan import storage
 from ray_gan.checkpoint import read_model_info
 from ray_gan.config import BatchJobSpec
 from ray_gan.generate.controls import ControlError, check_controls, model_controls
+from ray_gan.manifest import EXTENSIONS, IMAGES_DIR, MANIFEST_DIR, image_uri, manifest_row, read_manifest, write_part
+
+__all__ = ["BatchError", "BatchResult", "IMAGES_DIR", "MANIFEST_DIR", "load_spec", "read_manifest", "run_batch"]
 
 JOB_JSON = "job.json"
-MANIFEST_DIR = "manifest"
-IMAGES_DIR = "images"
-EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 # Spec fields that define *which* images a job makes; the rest only say how fast.
 IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "mix", "edits",
                    "image_format", "chunk_size")
-
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("job_id", pa.string()),
-        ("image_id", pa.string()),
-        ("style", pa.string()),
-        ("style_index", pa.int32()),
-        ("variant", pa.int64()),
-        ("seed", pa.int64()),
-        ("truncation", pa.float64()),
-        ("mix_layers", pa.string()),  # null: no style mixing
-        ("mix_style", pa.string()),
-        ("mix_seed", pa.int64()),
-        ("edits", pa.string()),  # JSON object: direction name → strength; "{}" for none
-        ("model_uri", pa.string()),
-        ("weights_sha256", pa.string()),
-        ("image_uri", pa.string()),
-        ("image_sha256", pa.string()),
-        ("format", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("device", pa.string()),
-        ("created", pa.timestamp("ms", tz="UTC")),
-    ]
-)
 
 
 class BatchError(RuntimeError):
@@ -94,14 +64,6 @@ def part_name(style_index: int, chunk: int) -> str:
     return f"part-s{style_index:03d}-c{chunk:07d}.parquet"
 
 
-def read_manifest(output: str):
-    """The whole manifest of a job as a pyarrow Table (empty table if none yet)."""
-    parts = storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))
-    tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, MANIFEST_DIR, p.key))))
-              for p in parts]
-    return pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
-
-
 class _GenerateChunks:
     """Ray Data actor UDF: one generator replica."""
 
@@ -119,7 +81,6 @@ class _GenerateChunks:
         from ray_gan.images import encode
 
         spec, out = self.spec, {"part": [], "images": [], "written": []}
-        ext = EXTENSIONS[spec.image_format]
         res = self.renderer.info.config.resolution
         device = self.renderer.device.type
         for style, s_idx, chunk, start, count, existing in zip(
@@ -131,35 +92,25 @@ class _GenerateChunks:
             seeds = [spec.seed_base + v for v in variants]
             psi = spec.truncation_for(style)
             images = self.renderer.render([s_idx] * count, seeds, psi, mix=spec.mix, edits=spec.edits or None)
-            mix = spec.mix
             rows, written = [], 0
             for v, seed, img in zip(variants, seeds, images):
                 iid = image_id(style, v)
                 data = encode(img, spec.image_format)
-                key = f"{iid}.{ext}"
-                uri = storage.join(self.output, IMAGES_DIR, style, key)
-                if key in have:
+                uri = image_uri(self.output, style, iid, spec.image_format)
+                if uri.rsplit("/", 1)[-1] in have:
                     # Left by an interrupted run: keep it, and describe the bytes that are
                     # actually stored (they may come from another device or encoder).
                     data = storage.read_bytes(uri)
                 else:
                     storage.write_bytes(uri, data)
                     written += 1
-                rows.append({
-                    "job_id": spec.job_id, "image_id": iid, "style": style, "style_index": s_idx, "variant": v,
-                    "seed": seed, "truncation": psi, "mix_layers": mix.layers if mix else None,
-                    "mix_style": (mix.style or style) if mix else None,
-                    "mix_seed": (mix.seed if mix.seed is not None else seed + mix.seed_offset) if mix else None,
-                    "edits": json.dumps(spec.edits, sort_keys=True), "model_uri": self.renderer.info.uri,
-                    "weights_sha256": self.weights_sha256, "image_uri": uri,
-                    "image_sha256": hashlib.sha256(data).hexdigest(), "format": spec.image_format,
-                    "width": res, "height": res, "device": device,
-                    "created": _dt.datetime.now(_dt.timezone.utc),
-                })
-            buf = io.BytesIO()
-            pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), buf, compression="zstd")
+                rows.append(manifest_row(
+                    job_id=spec.job_id, image_id=iid, style=style, style_index=s_idx, variant=v, seed=seed,
+                    truncation=psi, mix=spec.mix, edits=spec.edits, model_uri=self.renderer.info.uri,
+                    weights_sha256=self.weights_sha256, uri=uri, data=data, fmt=spec.image_format,
+                    resolution=res, device=device))
             name = part_name(s_idx, chunk)
-            storage.write_bytes(storage.join(self.output, MANIFEST_DIR, name), buf.getvalue())
+            write_part(self.output, name, rows)
             out["part"].append(name)
             out["images"].append(count)
             out["written"].append(written)

@@ -15,11 +15,17 @@ An image is a pure function of (weights, style, seed, truncation, mixing, edits)
   another style — the rest from the image's own;
 * edits: named directions in W found by PCA (:mod:`ray_gan.generate.directions`),
   added with strengths in standard deviations;
-* the generator always runs in micro-batches of exactly :data:`RENDER_BATCH` rows
-  (the last padded), so an image's bytes do not depend on how many images were asked
-  for together — a batch job, a ``generate`` call and an HTTP request give the same
-  bytes for the same (model, style, seed, truncation) on the same kind of device (all
-  of them encode with :func:`ray_gan.images.encode`).
+* the generator runs on row counts that are multiples of :data:`RENDER_ALIGN` (16; the
+  last micro-batch padded with copies of a row), in micro-batches of at most
+  ``render_batch`` rows (:data:`RENDER_BATCH` unless a caller such as a Serve replica
+  asks for larger). A row's output does not depend on the other rows of its
+  micro-batch, nor on the micro-batch's size among 16, 32, …, ``render_batch`` (a
+  single row would take other kernels: hence the padding) — tests/unit/test_generate_render.py
+  proves it on the CPU at every size used, tests/gpu on a GPU. So an image's bytes do not
+  depend on how many images were asked for together: a batch job, a ``generate`` call
+  and an HTTP request give the same bytes for the same (model, style, seed, truncation,
+  mixing, edits) on the same :func:`device_fingerprint` (all encode with
+  :func:`ray_gan.images.encode`).
 """
 
 from __future__ import annotations
@@ -33,7 +39,34 @@ from ray_gan.checkpoint import ModelInfo, load_generator
 from ray_gan.config import MixSpec
 from ray_gan.images import to_uint8
 
-RENDER_BATCH = 16
+RENDER_ALIGN = 16  # rows of a forward pass are a multiple of this
+RENDER_BATCH = 16  # default micro-batch (rows)
+
+
+def device_fingerprint(device: torch.device | str) -> dict:
+    """What an image's bytes may depend on besides its inputs: the device kind and model,
+    the CPU's kernel ISA (AVX2, AVX-512, …), and the torch and cuDNN versions."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_model()
+    return {"kind": device.type, "name": name, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__,
+            "cudnn": str(torch.backends.cudnn.version()) if device.type == "cuda" else None}
+
+
+def _cpu_model() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def latents_from_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
@@ -47,15 +80,22 @@ def latents_from_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
 class Renderer:
     """A loaded EMA generator plus the deterministic rendering rules above."""
 
-    def __init__(self, model_uri: str, device: str | None = None) -> None:
+    def __init__(self, model_uri: str, device: str | None = None, step: int | None = None,
+                 weights_sha256: str | None = None, render_batch: int = RENDER_BATCH) -> None:
+        """``step`` and ``weights_sha256`` pin the checkpoint (default: the latest);
+        ``render_batch``: rows per forward pass, a multiple of :data:`RENDER_ALIGN`."""
+        if render_batch < RENDER_ALIGN or render_batch % RENDER_ALIGN:
+            raise ValueError(f"render_batch must be a positive multiple of {RENDER_ALIGN}, not {render_batch}")
+        self.render_batch = render_batch
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        self.G, self.info = load_generator(model_uri, self.device)
+        self.G, self.info = load_generator(model_uri, self.device, step, weights_sha256)
         self._directions = None
+        self.fingerprint = device_fingerprint(self.device)
 
     @property
     def model_info(self) -> ModelInfo:
@@ -112,12 +152,12 @@ class Renderer:
 
     def _render_rows(self, rows: list[torch.Tensor], mix: MixSpec | None, edit_w: torch.Tensor | None) -> np.ndarray:
         n = len(rows[0])
-        pad = (-n) % RENDER_BATCH
+        pad = (-n) % RENDER_ALIGN
         if pad:
             rows = [torch.cat([r, r[:1].expand(pad, *r.shape[1:])]) for r in rows]
         out = []
-        for i in range(0, n + pad, RENDER_BATCH):
-            part = [r[i : i + RENDER_BATCH].to(self.device) for r in rows]
+        for i in range(0, n + pad, self.render_batch):
+            part = [r[i : i + self.render_batch].to(self.device) for r in rows]
             out.append(to_uint8(self._forward(part, mix, edit_w)))
         return np.concatenate(out)[:n]
 
@@ -147,9 +187,9 @@ class Renderer:
     @torch.no_grad()
     def synthesize(self, w: torch.Tensor) -> np.ndarray:
         """W latents (N, w_dim) → uint8 images, in fixed micro-batches."""
-        n = len(w)
-        pad = (-n) % RENDER_BATCH
+        n, b = len(w), self.render_batch
+        pad = (-n) % RENDER_ALIGN
         w = torch.cat([w, w[:1].expand(pad, -1)]) if pad else w
-        out = [to_uint8(self.G.synthesis(w[i : i + RENDER_BATCH, None].to(self.device).repeat(1, self.G.num_ws, 1),
-                                         noise="const")) for i in range(0, len(w), RENDER_BATCH)]
+        out = [to_uint8(self.G.synthesis(w[i : i + b, None].to(self.device).repeat(1, self.G.num_ws, 1),
+                                         noise="const")) for i in range(0, len(w), b)]
         return np.concatenate(out)[:n]

@@ -101,9 +101,13 @@ def test_required_fields_may_come_from_the_file_and_a_missing_one_is_named(tmp_p
     cfg = _config(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
     assert (cfg.dataset, cfg.out, cfg.scaling.workers) == ("s3://b/ds", "s3://b/m", 3)
     serve = tmp_path / "serve.yaml"
-    serve.write_text("model: s3://b/m\nnum_replicas: 2\nmax_batch_size: 8\n")
+    serve.write_text("model: s3://b/m\nreplicas: {num_replicas: 2}\nbatching: {max_batch_size: 8}\n")
     assert _config(ServeConfig, build_parser().parse_args(["serve", "--config", str(serve), "--port", "9000"])) == \
-        ServeConfig(model="s3://b/m", num_replicas=2, max_batch_size=8, port=9000)
+        ServeConfig.from_flat(model="s3://b/m", num_replicas=2, max_batch_size=8, port=9000)
+    models = _config(ServeConfig, build_parser().parse_args(
+        ["serve", "--models", "emoji=s3://b/e@500", "--models", "cjk=s3://b/c", "--default-model", "cjk"]))
+    assert [(m.name, m.uri, m.step) for m in models.models] == [("emoji", "s3://b/e", 500), ("cjk", "s3://b/c", None)]
+    assert models.default == "cjk"
     path.write_text("dataset: s3://b/ds\n")
     assert main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from helpers import SEEDS
 
 from ray_gan.config import MixSpec
-from ray_gan.generate.render import RENDER_BATCH, Renderer, latents_from_seeds
+from ray_gan.generate.render import RENDER_ALIGN, RENDER_BATCH, Renderer, device_fingerprint, latents_from_seeds
 
 
 def test_latents_depend_only_on_seed():
@@ -26,6 +26,38 @@ def test_image_bytes_do_not_depend_on_batch_composition(tiny_model):
     mixed = r.render([0, 1, 2], [1, seeds[-1], 3], 0.8)
     assert np.array_equal(together[-1], alone[0])
     assert np.array_equal(mixed[1], alone[0])
+
+
+@pytest.mark.parametrize("arch", ["stylegan", "dcgan", "vanilla"])
+def test_image_bytes_do_not_depend_on_the_micro_batch_size(arch, tmp_path):
+    """Serve renders in micro-batches of up to 64 rows (ServeConfig.batching.render_batch),
+    batch jobs in 16: at every multiple of 16 up to 128, at the default model size of each
+    architecture, every image has the same bytes (the contract of ray_gan.generate.render)."""
+    import ray_gan.checkpoint as ckpt
+    from ray_gan.config import ModelConfig
+    from ray_gan.models import build_generator
+
+    cfg = ModelConfig.default_for(arch, 3, 32)  # a new model of the architecture (its preset)
+    torch.manual_seed(0)
+    uri = ckpt.write_generator_model(str(tmp_path / "m"), build_generator(cfg).eval(), cfg, ["a", "b", "c"], step=1).uri
+    seeds = list(range(1000, 1000 + 64 + 5))  # 80 rows once padded: micro-batches of 16 to 80 rows
+    styles = [s % 3 for s in seeds]
+    base = Renderer(uri, "cpu", render_batch=RENDER_ALIGN).render(styles, seeds, 0.7)
+    for size in range(2 * RENDER_ALIGN, 128 + 1, RENDER_ALIGN):
+        assert np.array_equal(Renderer(uri, "cpu", render_batch=size).render(styles, seeds, 0.7), base), size
+    one = Renderer(uri, "cpu", render_batch=64)
+    assert np.array_equal(one.render([styles[7]], [seeds[7]], 0.7)[0], base[7])  # alone, padded to 16 rows
+
+
+def test_render_batch_must_be_a_multiple_of_16(tiny_model):
+    with pytest.raises(ValueError, match="multiple of 16"):
+        Renderer(tiny_model, "cpu", render_batch=24)
+
+
+def test_device_fingerprint_names_what_bytes_depend_on():
+    fp = device_fingerprint("cpu")
+    assert fp["kind"] == "cpu" and fp["torch"] == torch.__version__ and fp["cudnn"] is None
+    assert fp["name"] and fp["cpu_capability"]
 
 
 def test_truncation_zero_collapses_to_the_mean_latent(tiny_model):
