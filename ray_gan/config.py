@@ -467,19 +467,147 @@ class EvalConfig(_Strict):
     classifier_steps: int = Field(300, ge=1, description="Optimisation steps (batches of 128) of the style classifier.")
 
 
-class ServeConfig(_Strict):
-    """``ray-gan serve``: the HTTP endpoint (Ray Serve)."""
+MODEL_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+SHA256_RE = r"^[0-9a-f]{64}$"
 
-    model: str = Field(description="Model URI.")
-    host: str = Field("127.0.0.1", description="Address to bind; loopback by default.")
-    port: int = Field(8000, ge=1, le=65535)
-    max_batch_size: int = Field(16, ge=1, le=1024, description="Requests merged into one batched call.")
-    batch_wait_timeout_s: float = Field(0.02, ge=0.0, le=5.0, description="How long a batch waits to fill.")
-    num_replicas: int = Field(1, ge=1, description="StyleGenerator replicas.", json_schema_extra={"cli": "--replicas"})
-    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per StyleGenerator replica.",
+
+class ServeModel(_Strict):
+    """One model the endpoint serves, pinned when the app is deployed: to checkpoint ``step``
+    (default: the model's latest at deploy time) and its EMA weights' sha256 (checked)."""
+
+    name: str = Field(pattern=MODEL_NAME_RE, description="Name a request uses (`\"model\": NAME`).")
+    uri: str = Field(min_length=1, description="Model URI (local path or s3://).")
+    step: int | None = Field(None, ge=0, description="Checkpoint to serve (default: the latest when deployed).")
+    weights_sha256: str | None = Field(None, pattern=SHA256_RE,
+                                       description="Expected sha256 of the EMA weights; deploy fails if they differ.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, v: Any) -> Any:
+        """``NAME=URI`` or ``NAME=URI@STEP`` (the command line's ``--models``)."""
+        if isinstance(v, str):
+            name, sep, rest = v.partition("=")
+            if not sep:
+                raise ValueError(f"a model is NAME=URI or NAME=URI@STEP, not {v!r}")
+            uri, at, step = rest.rpartition("@") if re.fullmatch(r".*@\d+", rest) else (rest, "", "")
+            return {"name": name, "uri": uri, **({"step": int(step)} if at else {})}
+        return v
+
+
+class ServeReplicas(_Strict):
+    """Replicas and resources of the two deployments."""
+
+    num_replicas: int = Field(1, ge=1, le=1024, description="StyleGenerator replicas per model (without autoscaling).",
+                              json_schema_extra={"cli": "--replicas"})
+    autoscaling: bool = Field(False, description="Let Serve scale StyleGenerator replicas between min and max.")
+    min_replicas: int = Field(1, ge=0, le=1024)
+    max_replicas: int = Field(4, ge=1, le=1024)
+    target_ongoing_requests: float = Field(
+        16.0, gt=0, le=4096, description="Sub-requests per StyleGenerator replica that autoscaling aims for.")
+    num_gpus: float = Field(0.0, ge=0.0, le=8.0, description="GPUs per StyleGenerator replica.",
                             json_schema_extra={"cli": "--gpus-per-replica"})
-    num_cpus: float = Field(1.0, gt=0.0, description="CPUs per StyleGenerator replica.",
+    num_cpus: float = Field(1.0, gt=0.0, le=256.0, description="CPUs per StyleGenerator replica.",
                             json_schema_extra={"cli": "--cpus-per-replica"})
+    ingress_replicas: int = Field(1, ge=1, le=256, description="VariantsAPI (HTTP ingress) replicas.")
+    ingress_cpus: float = Field(0.5, gt=0.0, le=64.0, description="CPUs per VariantsAPI replica.")
+
+    @model_validator(mode="after")
+    def _range(self) -> "ServeReplicas":
+        if self.autoscaling and self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        return self
+
+
+class ServeBatching(_Strict):
+    """How a StyleGenerator replica merges callers' images into forward passes."""
+
+    batching: bool = Field(True, description="Merge concurrent sub-requests into one forward pass.")
+    max_batch_size: int = Field(64, ge=1, le=4096, description="Images per batched forward pass (at most).")
+    batch_wait_timeout_s: float = Field(0.002, ge=0.0, le=5.0, description="How long a batch waits to fill.")
+    render_batch: int = Field(64, ge=16, le=1024, multiple_of=16,
+                              description="Rows per generator call (a multiple of 16; images' bytes do not depend on it).")
+    encode_threads: int = Field(2, ge=1, le=64, description="Threads per replica that PNG/WebP-encode images.")
+
+
+class ServeLimits(_Strict):
+    """Backpressure: bounded queues, request size and time; overload gets 503 with Retry-After."""
+
+    max_images_per_request: int = Field(256, ge=1, le=4096)
+    max_pending_images: int = Field(
+        2048, ge=1, le=1_000_000,
+        description="Images in flight per ingress replica; requests beyond it get 503 at once.")
+    ingress_max_ongoing_requests: int = Field(256, ge=1, le=100_000,
+                                              description="Requests one VariantsAPI replica works on at once.")
+    ingress_max_queued_requests: int = Field(256, ge=1, le=100_000,
+                                             description="Requests queued for the ingress; beyond it 503.")
+    max_ongoing_requests: int = Field(256, ge=1, le=100_000,
+                                      description="Sub-requests one StyleGenerator replica holds (its batch queue).")
+    max_queued_requests: int = Field(512, ge=1, le=100_000,
+                                     description="Sub-requests queued per caller for StyleGenerator; beyond it 503.")
+    request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="A request not answered by then gets 503.")
+    retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After of a 503.")
+
+
+class ServeAuth(_Strict):
+    """Bearer tokens. Configured tokens: every /v1 request needs ``Authorization: Bearer TOKEN``."""
+
+    token_env: str | None = Field("RAY_GAN_API_TOKENS", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+                                  description="Env var holding tokens (comma or newline separated).")
+    token_file: str | None = Field(None, max_length=4096,
+                                   description="File holding tokens, one per line (a mounted Secret).")
+    insecure: bool = Field(False, description="Allow a non-loopback host with no token configured.")
+
+
+class ServeConfig(_Strict):
+    """``ray-gan serve`` and the Helm chart's RayService: the HTTP endpoint (Ray Serve)."""
+
+    model: str | None = Field(None, description="Model URI: shorthand for models [{name: default, uri: MODEL}].")
+    models: list[ServeModel] = Field(default_factory=list, max_length=32,
+                                     description="Models served (NAME=URI[@STEP] on the command line).")
+    default_model: str | None = Field(None, pattern=MODEL_NAME_RE,
+                                      description="Model of a request that names none (default: the first).")
+    host: str = Field("127.0.0.1", max_length=253, description="Address to bind; loopback by default.")
+    port: int = Field(8000, ge=1, le=65535)
+    output_prefixes: list[str] = Field(default_factory=list, max_length=64,
+                                       description="Storage prefixes a request's \"output\" may write under "
+                                                   "(none: images only inline).")
+    replicas: ServeReplicas = Field(default_factory=ServeReplicas)
+    batching: ServeBatching = Field(default_factory=ServeBatching)
+    limits: ServeLimits = Field(default_factory=ServeLimits)
+    auth: ServeAuth = Field(default_factory=ServeAuth)
+
+    _lists = field_validator("models", "output_prefixes", mode="before")(lambda v: comma_list(v))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``model: URI`` → a model named ``default`` (kept out of the validated config)."""
+        if isinstance(data, dict) and data.get("model") is not None:
+            data = dict(data)
+            models = list(data.get("models") or [])
+            if isinstance(models, str):
+                models = comma_list(models)
+            data["models"] = [{"name": "default", "uri": data.pop("model")}, *models]
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "ServeConfig":
+        if not self.models:
+            raise ValueError("name a model: model URI, or models")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique: {names}")
+        if self.default_model is not None and self.default_model not in names:
+            raise ValueError(f"default_model {self.default_model!r} is not one of {names}")
+        return self
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @property
+    def default(self) -> str:
+        return self.default_model or self.models[0].name
 
 
 # ---- the other commands' settings (the CLI's flags come from these) -----------------------
