@@ -71,7 +71,8 @@ SETTINGS = {
                  "train.config.model.z_dim=64,train.config.scaling.workers=3,train.config.run.resume=true",
         "--set", "train.prepare.enabled=true,train.prepare.config.src=s3://other/raw",
         "--set-json", 'train.prepare.config={"resolution": 28, "val_fraction": 0.05, "max_pixels": 40000000}',
-        "--set-json", 'rayService.serve.config={"num_replicas": 2, "num_cpus": 0.5, "max_batch_size": 8}',
+        "--set-json", 'rayService.serve.config={"replicas": {"num_replicas": 2, "num_cpus": 0.5}, '
+                      '"batching": {"max_batch_size": 8}, "limits": {"retry_after_s": 3}}',
     ],
 }
 EXPECTED_KINDS = {
@@ -98,9 +99,10 @@ CONTRACT_SUBCOMMANDS = {
     "demo": set(),
 }
 SERVE_IMPORT_PATH = "ray_gan.serve.app:build_app"
-# ServeConfig's fields: the Serve app's args (rayService.serve.config, model, host, port).
-SERVE_APP_ARGS = {"model", "host", "port", "max_batch_size", "batch_wait_timeout_s", "num_replicas", "num_gpus",
-                  "num_cpus"}
+# The Serve app's address in the RayService (http_options, the serve-svc Service, the NetworkPolicy).
+SERVE_HTTP = {"host": "0.0.0.0", "port": 8000}
+# Where the chart mounts rayService.serve.auth.existingSecret (its key is auth.token_file).
+SERVE_AUTH_DIR = "/etc/ray-gan/serve-auth"
 BATCH_SPEC_FIELDS = {"job_id", "model", "styles", "variants_per_style", "seed_base", "truncation",
                      "image_format", "output", "chunk_size", "replicas", "gpus_per_replica"}
 BATCH_SPEC_OPTIONAL = {"cpus_per_replica"}
@@ -528,33 +530,99 @@ def test_s3_credentials_only_by_reference(values_name):
     assert not [d for d in docs if d["kind"] == "Secret"], "the chart must not create Secrets"
 
 
+def serve_pods(svc: dict):
+    """(role, pod spec) of every pod of a RayService's cluster."""
+    for role, tmpl in pod_templates(svc):
+        yield role, tmpl["spec"]
+
+
 @pytest.mark.deploy
 @pytest.mark.parametrize("values_name", list(VALUES))
 def test_serve_config(values_name):
+    """serveConfigV2 holds one application whose args are a ServeConfig in its nested
+    layout, and no deployments: build_app sets every deployment option from the args."""
+    config = _package()
+    fields = {leaf.path for leaf in config.leaves(config.ServeConfig)}
+    groups = {path[0] for path in fields if len(path) > 1}
     docs = render(values_name)
-    services = [d for d in docs if d["kind"] == "RayService"]
-    for svc in services:
+    for svc in (d for d in docs if d["kind"] == "RayService"):
         cfg, app = serve_app(svc)
-        assert cfg["http_options"] == {"host": "0.0.0.0", "port": 8000}
+        assert cfg["http_options"] == SERVE_HTTP
+        assert set(cfg) == {"proxy_location", "http_options", "applications"}
+        assert set(app) == {"name", "route_prefix", "import_path", "args"}, "no deployments: ServeConfig owns them"
         assert app["name"] == "ray-gan" and app["route_prefix"] == "/"
         assert app["import_path"] == SERVE_IMPORT_PATH
-        assert {"model", "host", "port"} <= set(app["args"]) <= SERVE_APP_ARGS
-        assert app["args"]["model"].startswith("s3://")
+        args = app["args"]
         # ServeConfig.host/port name where the app listens: Serve's HTTP proxy.
-        assert {k: app["args"][k] for k in ("host", "port")} == cfg["http_options"]
-        deps = {d["name"]: d for d in app["deployments"]}
-        assert set(deps) == {"StyleGenerator", "VariantsAPI"}
-        gen = deps["StyleGenerator"]
-        assert ("num_replicas" in gen) != ("autoscaling_config" in gen)
-        assert set(gen["ray_actor_options"]) == {"num_cpus", "num_gpus"}
-        if "autoscaling_config" in gen:
-            ac = gen["autoscaling_config"]
-            assert set(ac) == {"min_replicas", "max_replicas", "target_ongoing_requests"}
-            assert ac["min_replicas"] <= ac["max_replicas"]
-        assert "num_gpus" not in deps["VariantsAPI"]["ray_actor_options"]
-        if gen["ray_actor_options"]["num_gpus"] > 0:
+        assert {k: args[k] for k in SERVE_HTTP} == cfg["http_options"]
+        for key, value in args.items():
+            if key in groups:
+                assert isinstance(value, dict) and {(key, k) for k in value} <= fields, (key, value)
+            else:
+                assert (key,) in fields, key
+        serve_cfg = config.ServeConfig(**args)
+        assert all(m.uri.startswith("s3://") for m in serve_cfg.models)
+        if serve_cfg.replicas.num_gpus > 0:
             workers = cluster_spec(svc)["workerGroupSpecs"]
             assert any("nvidia.com/gpu" in w["template"]["spec"]["containers"][0]["resources"]["limits"] for w in workers)
+
+
+def _rendered(extra: list[str]) -> list[dict]:
+    proc = render_with(extra)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.mark.deploy
+def test_serve_auth_required():
+    """No token Secret and no auth.insecure: helm refuses, saying what to set (the app
+    would refuse to serve on 0.0.0.0 without tokens)."""
+    proc = render_with(["--set", "rayService.serve.auth.existingSecret="])
+    assert proc.returncode != 0
+    msg = " ".join(proc.stderr.split())
+    assert "rayService.serve.auth.existingSecret" in msg and "rayService.serve.config.auth.insecure: true" in msg, msg
+    # Nothing to check without the RayService.
+    _rendered(["--set", "rayService.serve.auth.existingSecret=,rayService.enabled=false,batch.enabled=true"])
+
+
+@pytest.mark.deploy
+def test_serve_auth_secret_mounted_in_every_serving_pod():
+    """existingSecret: its key is mounted read-only (no subPath, so updates reach the pod) in
+    the head and every worker of the serving cluster, and is the app's auth.token_file;
+    the job clusters do not get it. Other auth settings stay as given."""
+    config = _package()
+    docs = _rendered(["--set", "rayService.serve.auth.existingSecret=api-tokens,rayService.serve.auth.key=tokens.txt,"
+                               "rayService.serve.config.auth.token_env=MY_TOKENS,train.enabled=true,batch.enabled=true"])
+    (svc,) = [d for d in docs if d["kind"] == "RayService"]
+    args = serve_app(svc)[1]["args"]
+    assert args["auth"] == {"token_env": "MY_TOKENS", "token_file": f"{SERVE_AUTH_DIR}/tokens.txt"}
+    assert config.ServeConfig(**args).auth.token_file == f"{SERVE_AUTH_DIR}/tokens.txt"
+    roles = []
+    for role, spec in serve_pods(svc):
+        roles.append(role)
+        (vol,) = [v for v in spec["volumes"] if "secret" in v]
+        assert vol["secret"]["secretName"] == "api-tokens"
+        assert vol["secret"]["items"] == [{"key": "tokens.txt", "path": "tokens.txt"}]
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        assert mount == {"name": vol["name"], "mountPath": SERVE_AUTH_DIR, "readOnly": True}
+    assert roles[0] == "head" and len(roles) >= 2
+    for job in (d for d in docs if d["kind"] == "RayJob"):
+        for role, tmpl in pod_templates(job):
+            assert not [v for v in tmpl["spec"]["volumes"] if "secret" in v], (job["metadata"]["name"], role)
+
+
+@pytest.mark.deploy
+def test_serve_insecure_without_secret():
+    """auth.insecure with no Secret: the app serves without tokens, nothing is mounted."""
+    config = _package()
+    docs = _rendered(["--set", "rayService.serve.auth.existingSecret=,rayService.serve.config.auth.insecure=true"])
+    (svc,) = [d for d in docs if d["kind"] == "RayService"]
+    args = serve_app(svc)[1]["args"]
+    assert args["auth"] == {"insecure": True}
+    assert config.ServeConfig(**args).auth.token_file is None
+    for _role, spec in serve_pods(svc):
+        assert not [v for v in spec["volumes"] if "secret" in v]
+        assert [m["mountPath"] for m in spec["containers"][0]["volumeMounts"]] == ["/tmp"]
 
 
 @pytest.mark.deploy
@@ -591,7 +659,8 @@ def test_config_blocks_restate_no_package_default():
     init = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["initContainers"]
     assert [c["args"] for c in init] == [["prepare", s3["rawDataUri"], s3["datasetUri"]]]
     (svc,) = [d for d in docs if d["kind"] == "RayService"]
-    assert serve_app(svc)[1]["args"] == {"model": s3["modelUri"], "host": "0.0.0.0", "port": 8000}
+    token_file = f"{SERVE_AUTH_DIR}/{values['rayService']['serve']['auth']['key']}"
+    assert serve_app(svc)[1]["args"] == {"model": s3["modelUri"], **SERVE_HTTP, "auth": {"token_file": token_file}}
 
 
 @pytest.mark.deploy
@@ -628,7 +697,7 @@ BAD_VALUES = {
     "unknown top-level key": ["--set", "replicaCount=2"],
     "unknown nested key": ["--set", "head.resource.limits.cpu=1"],
     "credential in values": ["--set", "s3.credentialsSecret.secretAccessKey=abc"],
-    "wrong type (int)": ["--set", "rayService.serve.variantsApi.numReplicas=many"],
+    "wrong type (int)": ["--set", "worker.replicas=many"],
     "wrong type (bool)": ["--set-string", "train.enabled=yes"],
     "wrong enum": ["--set", "autoscaler.upscalingMode=Fast"],
     "config block not a mapping": ["--set", "train.config=dcgan"],
@@ -638,12 +707,15 @@ BAD_VALUES = {
     "bad image format": ["--set", "batch.spec.image_format=gif"],
     "rayStartParams must be strings": ["--set", "head.rayStartParams.num-cpus=0"],
     "resources need limits": ["--set", "worker.resources.limits=null"],
-    "GPUs asked, none on workers": ["--set", "rayService.serve.config.num_gpus=1"],
+    "GPUs asked, none on workers": ["--set", "rayService.serve.config.replicas.num_gpus=1"],
     "training GPUs, none on workers": ["--set", "train.enabled=true,train.config.scaling.gpus_per_worker=1"],
     "serve port is the chart's": ["--set", "rayService.serve.config.port=9000"],
     "serve host is the chart's": ["--set", "rayService.serve.config.host=127.0.0.1"],
-    "fixed replicas and autoscaling": ["--set", "rayService.serve.config.num_replicas=2,"
-                                                "rayService.serve.styleGenerator.autoscaling.enabled=true"],
+    "deployment options outside rayService.serve.config": [
+        "--set", "rayService.serve.styleGenerator.autoscaling.enabled=true"],
+    "serve token file is the chart's": ["--set", "rayService.serve.config.auth.token_file=/tokens"],
+    "serve without tokens, not insecure": ["--set", "rayService.serve.auth.existingSecret="],
+    "serve auth key not a Secret key": ["--set", "rayService.serve.auth.key=a/b"],
     "prepare dst is the training dataset": ["--set", "train.enabled=true,train.prepare.enabled=true,"
                                                      "train.prepare.config.dst=s3://b/other"],
     "prepare setting not a flag value": ["--set", "train.enabled=true,train.prepare.enabled=true,"
@@ -852,20 +924,24 @@ def package_problems(docs) -> list[str]:
 @pytest.mark.parametrize("rendering", [*VALUES, *SETTINGS])
 def test_rendered_configs_validate_with_the_package_models(rendering):
     """The batch spec, train.yaml, the prepare and train commands and the Serve app's args
-    all parse with the package's own models and parser; the StyleGenerator deployment
-    takes its replicas and resources from the validated ServeConfig."""
+    all parse with the package's own models and parser; the app's ServeConfig(**args) (what
+    build_app does) listens where Serve's proxy does and finds its token file mounted."""
     config = _package()
     docs = render(rendering)
     problems = package_problems(docs)
     assert not problems, "\n".join(problems)
     for svc in (d for d in docs if d["kind"] == "RayService"):
         serve_v2, app = serve_app(svc)
-        cfg = config.ServeConfig.model_validate(app["args"])
-        gen = next(d for d in app["deployments"] if d["name"] == "StyleGenerator")
-        assert gen["ray_actor_options"] == {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
-        # Without num_replicas the deployment autoscales (test_serve_config).
-        assert gen.get("num_replicas", cfg.num_replicas) == cfg.num_replicas
+        cfg = config.ServeConfig(**app["args"])
         assert {"host": cfg.host, "port": cfg.port} == serve_v2["http_options"]
+        # build_app refuses a non-loopback host without tokens unless auth.insecure.
+        assert cfg.auth.token_file or cfg.auth.insecure
+        if cfg.auth.token_file:
+            for role, spec in serve_pods(svc):
+                mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+                assert mounts[SERVE_AUTH_DIR]["readOnly"] is True, role
+                volume = next(v for v in spec["volumes"] if v["name"] == mounts[SERVE_AUTH_DIR]["name"])
+                assert f"{SERVE_AUTH_DIR}/{volume['secret']['items'][0]['path']}" == cfg.auth.token_file, role
 
 
 @pytest.mark.deploy
@@ -878,7 +954,8 @@ def test_config_blocks_reach_the_package():
     train, serve_cfg = built["TrainConfig"], built["ServeConfig"]
     assert (train.arch, train.optim.lr_g, train.model.z_dim, train.scaling.workers, train.run.resume) == (
         "vanilla", 0.001, 64, 3, True)
-    assert (serve_cfg.num_replicas, serve_cfg.num_cpus, serve_cfg.max_batch_size) == (2, 0.5, 8)
+    assert (serve_cfg.replicas.num_replicas, serve_cfg.replicas.num_cpus, serve_cfg.batching.max_batch_size,
+            serve_cfg.limits.retry_after_s) == (2, 0.5, 8, 3)
     (job,) = [d for d in docs if d["kind"] == "RayJob"]
     (prepare,) = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["initContainers"]
     prep = config.PrepareConfig.model_validate(cli_flags.values(config.PrepareConfig, _parse_command(prepare["args"])))
@@ -893,6 +970,8 @@ CONFIG_TYPOS = {
     "train.config leaf outside its group": "train.config.steps=10",
     "train.prepare.config": "train.prepare.enabled=true,train.prepare.config.resolutoin=64",
     "rayService.serve.config": "rayService.serve.config.max_batchsize=8",
+    "rayService.serve.config group": "rayService.serve.config.batching.max_batchsize=8",
+    "rayService.serve.config leaf outside its group": "rayService.serve.config.max_batch_size=8",
 }
 
 
