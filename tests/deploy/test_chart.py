@@ -199,6 +199,13 @@ def render_with(extra: list[str]) -> subprocess.CompletedProcess:
     return run([helm(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra])
 
 
+def _rendered(extra: list[str]) -> list[dict]:
+    """The documents of `helm template` with these extra arguments (which must render)."""
+    proc = render_with(extra)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
 def ray_docs(docs):
     return [d for d in docs if d.get("apiVersion") == "ray.io/v1"]
 
@@ -314,6 +321,13 @@ def kuberay_semantic_errors(doc: dict) -> list[str]:
             errs.append("suspend needs shutdownAfterJobFinishes")
         yaml.safe_load(spec.get("runtimeEnvYAML", "") or "{}")
     cluster = cluster_spec(doc)
+    auth = cluster.get("authOptions") or {}
+    if auth.get("mode", "token" if auth else "disabled") == "token":
+        version = tuple(int(x) for x in re.findall(r"\d+", cluster.get("rayVersion", "0"))[:2])
+        if version < (2, 52):
+            errs.append(f"authOptions.mode token needs Ray 2.52 or newer, rayVersion is {cluster.get('rayVersion')}")
+    if auth.get("enableK8sTokenAuth") and doc["kind"] != "RayCluster":
+        errs.append("authOptions.enableK8sTokenAuth is for standalone RayClusters, not RayJob or RayService")
     groups = [("head", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in cluster.get("workerGroupSpecs", [])]
     for gname, group in groups:
         if not group["template"]["spec"].get("containers"):
@@ -379,6 +393,31 @@ def test_ray_kinds_against_kuberay_crds(values_name):
     assert docs or values_name not in ("default", "gpu")
     problems = {f"{d['kind']}/{d['metadata']['name']}": crd_errors(d) + kuberay_semantic_errors(d) for d in docs}
     assert not {k: v for k, v in problems.items() if v}, problems
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize("values_name", list(VALUES))
+def test_ray_token_auth_on_every_cluster(values_name):
+    """Every Ray cluster of the release (RayService, both RayJobs) has KubeRay's authOptions
+    from rayAuth: token mode by default, the Secret KubeRay generates per cluster."""
+    docs = ray_docs(render(values_name))
+    assert docs or values_name not in ("default", "gpu")
+    for d in docs:
+        assert cluster_spec(d)["authOptions"] == {"mode": "token"}, d["metadata"]["name"]
+
+
+@pytest.mark.deploy
+def test_ray_auth_values():
+    """rayAuth.secretName names a shared Secret for all clusters; mode disabled drops it."""
+    on = ["--set", "train.enabled=true,batch.enabled=true,rayAuth.secretName=ray-token"]
+    docs = ray_docs(_rendered(on))
+    assert {d["kind"] for d in docs} == {"RayService", "RayJob"} and len(docs) == 3
+    for d in docs:
+        assert cluster_spec(d)["authOptions"] == {"mode": "token", "secretName": "ray-token"}
+        assert not crd_errors(d) and not kuberay_semantic_errors(d)
+    for d in ray_docs(_rendered(on + ["--set", "rayAuth.mode=disabled"])):
+        assert cluster_spec(d)["authOptions"] == {"mode": "disabled"}
+    assert render_with(["--set", "rayAuth.mode=tokens"]).returncode != 0
 
 
 @pytest.mark.deploy
@@ -565,12 +604,6 @@ def test_serve_config(values_name):
         if serve_cfg.replicas.num_gpus > 0:
             workers = cluster_spec(svc)["workerGroupSpecs"]
             assert any("nvidia.com/gpu" in w["template"]["spec"]["containers"][0]["resources"]["limits"] for w in workers)
-
-
-def _rendered(extra: list[str]) -> list[dict]:
-    proc = render_with(extra)
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
 @pytest.mark.deploy

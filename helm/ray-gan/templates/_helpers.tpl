@@ -274,6 +274,7 @@ Call with (dict "root" $ "component" "serve|train|batch" "head" <overrides> "wor
   "autoscaling" <bool> "serve" <bool> "headExtraVolumes" <list> "headExtraMounts" <list>
   "headInitContainers" <list> "extraVolumes" <list> "extraMounts" <list>); extraVolumes and
 extraMounts go to every Ray pod (head and workers), the headExtra ones to the head only.
+Ray's token authentication (rayAuth) is the same for every cluster of the release.
 */}}
 {{- define "ray-gan.rayClusterSpec" -}}
 {{- $root := .root }}
@@ -283,6 +284,13 @@ extraMounts go to every Ray pod (head and workers), the headExtra ones to the he
 {{- $autoscaling := .autoscaling }}
 {{- $sa := include "ray-gan.serviceAccountName" $root -}}
 rayVersion: {{ $v.rayVersion | quote }}
+{{- /* KubeRay sets RAY_AUTH_MODE (and RAY_AUTH_TOKEN from the Secret) in every Ray container
+       and uses the token itself (RayService Serve updates, RayJob submission). */}}
+authOptions:
+  mode: {{ $v.rayAuth.mode }}
+  {{- if and (eq $v.rayAuth.mode "token") $v.rayAuth.secretName }}
+  secretName: {{ $v.rayAuth.secretName }}
+  {{- end }}
 enableInTreeAutoscaling: {{ $autoscaling }}
 {{- if $autoscaling }}
 autoscalerOptions:
