@@ -658,6 +658,51 @@ def test_serve_insecure_without_secret():
         assert [m["mountPath"] for m in spec["containers"][0]["volumeMounts"]] == ["/tmp"]
 
 
+def _port_rules(policy: dict) -> dict[int, list]:
+    """Port → the `from` peers of the NetworkPolicy rule that opens it (a rule without
+    ports, the release's own pods, is left out; a rule without `from` would be None)."""
+    rules = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule.get("ports", []):
+            assert port["port"] not in rules, f"port {port['port']} in two rules"
+            rules[port["port"]] = rule.get("from")
+    return rules
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize("values_name", list(VALUES))
+def test_network_policy(values_name):
+    """From outside the release: Serve (8000) only from serveFrom (default: nobody), metrics
+    (8080) only from metricsFrom (default: Prometheus pods), the dashboard only from the
+    KubeRay operator; the release's Ray pods reach each other on every port."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
+    (policy,) = [d for d in render(values_name) if d["kind"] == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    own = {"matchLabels": spec["podSelector"]["matchLabels"]}
+    assert {"from": [{"podSelector": own}]} in spec["ingress"]
+    rules = _port_rules(policy)
+    assert 8000 not in rules, "serveFrom is empty: no rule may open port 8000"
+    assert rules[8080] == values["metricsFrom"]
+    assert rules[8080] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    assert rules[8265] == rules[52365] == values["dashboardFrom"]
+    assert all(peers for peers in rules.values()), "no port open to every peer"
+
+
+@pytest.mark.deploy
+def test_network_policy_peers_from_values():
+    """serveFrom adds the port-8000 rule with exactly those peers; an empty metricsFrom
+    leaves port 8080 closed to the outside."""
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    docs = _rendered(["--set-json", f"networkPolicy.serveFrom={json.dumps(peers)}",
+                      "--set-json", "networkPolicy.metricsFrom=[]"])
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    rules = _port_rules(policy)
+    assert rules[8000] == peers
+    assert 8080 not in rules
+    assert sorted(rules) == [8000, 8265, 52365]
+
+
 @pytest.mark.deploy
 @pytest.mark.parametrize("values_name", list(VALUES))
 def test_rayjobs_lifecycle_and_mounted_specs(values_name):
