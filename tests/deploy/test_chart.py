@@ -39,6 +39,7 @@ import yaml
 jsonschema = pytest.importorskip("jsonschema")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard_metrics  # noqa: E402  (tests/deploy/dashboard_metrics.py: the dashboard's metric names)
 import regen  # noqa: E402  (tests/deploy/regen.py: derived files)
 
 pytestmark = pytest.mark.deploy
@@ -47,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "ray-gan"
 CRD_DIR = Path(__file__).resolve().parent / "crds"  # vendored, gzipped (crds/README.md)
 KUSTOMIZE_DIR = ROOT / "deploy" / "kuberay"
-DASHBOARD = ROOT / "deploy" / "grafana" / "ray-gan-serve.json"
-CHART_DASHBOARD = CHART / "dashboards" / "ray-gan-serve.json"
+DASHBOARD = dashboard_metrics.DASHBOARD
+CHART_DASHBOARD = dashboard_metrics.CHART_DASHBOARD
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 CHECKOV_SKIPS = CHART / "ci" / "checkov-skips.yaml"
 
@@ -106,9 +107,20 @@ SERVE_AUTH_DIR = "/etc/ray-gan/serve-auth"
 BATCH_SPEC_FIELDS = {"job_id", "model", "styles", "variants_per_style", "seed_base", "truncation",
                      "image_format", "output", "chunk_size", "replicas", "gpus_per_replica"}
 BATCH_SPEC_OPTIONAL = {"cpus_per_replica"}
+# Every metric the dashboard queries, by its full exported name (the app's ray_gan_* and
+# Ray Serve's own); dashboard_metrics.dashboard_metrics() reads the same set from the JSON.
 CONTRACT_METRICS = {
-    "ray_gan_variant_requests_total", "ray_gan_images_generated_total", "ray_gan_request_latency_seconds",
-    "ray_serve_num_http_requests_total", "ray_serve_http_request_latency_ms_bucket",
+    "ray_gan_http_requests_total",  # {route, status}
+    "ray_gan_http_request_latency_seconds_bucket",  # {route, status}
+    "ray_gan_http_request_latency_seconds_sum",
+    "ray_gan_http_request_latency_seconds_count",
+    "ray_gan_images_generated_total",  # {model, style}
+    "ray_gan_pending_images",  # gauge
+    "ray_serve_actual_batch_size_bucket",
+    "ray_serve_batch_queue_length",
+    "ray_serve_deployment_queued_queries",
+    "ray_serve_num_http_requests_total",
+    "ray_serve_http_request_latency_ms_bucket",
     "ray_serve_deployment_replica_healthy",
 }
 # Pod-template labels KubeRay owns: app.kubernetes.io/name and created-by are in the
@@ -1185,17 +1197,24 @@ def test_grafana_dashboard():
     assert CHART_DASHBOARD.read_text() == text, "helm/ray-gan/dashboards/ must be a copy of deploy/grafana/"
     dash = json.loads(text)
     assert dash["uid"] and dash["title"] and isinstance(dash["schemaVersion"], int)
-    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs = dashboard_metrics.dashboard_exprs(DASHBOARD)
     assert exprs
-    used = set()
     for expr in exprs:
-        names = set(re.findall(r"\b((?:ray_gan|ray_serve)_[a-z_]+)\b", expr))
-        assert names, expr
-        used |= names
-        assert expr.count("(") == expr.count(")"), expr
-    base = {re.sub(r"_(bucket|sum|count)$", "", n) for n in used}
-    contract_base = {re.sub(r"_bucket$", "", n) for n in CONTRACT_METRICS}
-    assert base == contract_base, {"unknown": base - contract_base, "unused": contract_base - base}
+        names = set(dashboard_metrics.METRIC_RE.findall(expr))
+        assert names and all(re.fullmatch(r"ray_(gan|serve)_[a-z0-9_]+", n) for n in names), expr
+        # A histogram is queried by its series' names, never by the bare family name.
+        for name in names:
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert family == name or f"{family}_bucket" in CONTRACT_METRICS, name
+        assert "histogram_quantile" not in expr or "_bucket" in expr, expr
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+    used = dashboard_metrics.dashboard_metrics(DASHBOARD)
+    assert used == CONTRACT_METRICS, {"unknown": used - CONTRACT_METRICS, "unused": CONTRACT_METRICS - used}
+    # What the panels show: errors by status class, 401/503, per-route and per-model views.
+    joined = "\n".join(exprs)
+    for needle in ('status=~"5.."', 'status=~"4.."', 'status="503"', "by (route, status)", "by (model, style)",
+                   "histogram_quantile(0.99, sum by (le) (rate(ray_gan_http_request_latency_seconds_bucket"):
+        assert needle in joined, needle
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
 
