@@ -1078,6 +1078,34 @@ def test_config_typos_fail_package_validation(case):
     assert len(problems) == 1 and typo.replace("_", "-") in problems[0].replace("_", "-"), problems
 
 
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
+
+def _doc_serve_yaml() -> dict:
+    """The serve.yaml example of docs/deploy.md's "Serve config" section."""
+    section = DEPLOY_DOC.read_text().split("\n## Serve config\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```yaml\n(# serve\.yaml.*?)```", section, flags=re.S).group(1)
+    return yaml.safe_load(block)
+
+
+@pytest.mark.deploy
+def test_documented_serve_config_works_in_both_places(tmp_path):
+    """docs/deploy.md's serve.yaml is a valid ServeConfig for `ray-gan serve --config`, and the
+    same YAML as rayService.serve.config renders args that validate too."""
+    config = _package()
+    data = _doc_serve_yaml()
+    cfg = config.ServeConfig(**data)
+    assert len(cfg.models) >= 2 and cfg.replicas.autoscaling and cfg.models[0].step is not None
+    assert {"replicas", "batching", "limits", "auth"} <= set(data)
+    values = tmp_path / "serve-values.yaml"
+    values.write_text(yaml.safe_dump({"rayService": {"serve": {"config": data}}}))
+    (svc,) = [d for d in _rendered(["-f", str(values)]) if d["kind"] == "RayService"]
+    args = serve_app(svc)[1]["args"]
+    served = config.ServeConfig(**args)
+    assert served.model_dump(exclude={"host", "port", "auth"}) == cfg.model_dump(exclude={"host", "port", "auth"})
+    assert served.auth.token_file and served.auth.token_env == cfg.auth.token_env
+
+
 # --------------------------------------------------------------------------- checkov
 
 def _checkov_skips() -> dict[str, str]:
