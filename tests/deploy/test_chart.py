@@ -39,6 +39,7 @@ import yaml
 jsonschema = pytest.importorskip("jsonschema")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard_metrics  # noqa: E402  (tests/deploy/dashboard_metrics.py: the dashboard's metric names)
 import regen  # noqa: E402  (tests/deploy/regen.py: derived files)
 
 pytestmark = pytest.mark.deploy
@@ -47,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "ray-gan"
 CRD_DIR = Path(__file__).resolve().parent / "crds"  # vendored, gzipped (crds/README.md)
 KUSTOMIZE_DIR = ROOT / "deploy" / "kuberay"
-DASHBOARD = ROOT / "deploy" / "grafana" / "ray-gan-serve.json"
-CHART_DASHBOARD = CHART / "dashboards" / "ray-gan-serve.json"
+DASHBOARD = dashboard_metrics.DASHBOARD
+CHART_DASHBOARD = dashboard_metrics.CHART_DASHBOARD
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 CHECKOV_SKIPS = CHART / "ci" / "checkov-skips.yaml"
 
@@ -71,7 +72,8 @@ SETTINGS = {
                  "train.config.model.z_dim=64,train.config.scaling.workers=3,train.config.run.resume=true",
         "--set", "train.prepare.enabled=true,train.prepare.config.src=s3://other/raw",
         "--set-json", 'train.prepare.config={"resolution": 28, "val_fraction": 0.05, "max_pixels": 40000000}',
-        "--set-json", 'rayService.serve.config={"num_replicas": 2, "num_cpus": 0.5, "max_batch_size": 8}',
+        "--set-json", 'rayService.serve.config={"replicas": {"num_replicas": 2, "num_cpus": 0.5}, '
+                      '"batching": {"max_batch_size": 8}, "limits": {"retry_after_s": 3}}',
     ],
 }
 EXPECTED_KINDS = {
@@ -98,15 +100,27 @@ CONTRACT_SUBCOMMANDS = {
     "demo": set(),
 }
 SERVE_IMPORT_PATH = "ray_gan.serve.app:build_app"
-# ServeConfig's fields: the Serve app's args (rayService.serve.config, model, host, port).
-SERVE_APP_ARGS = {"model", "host", "port", "max_batch_size", "batch_wait_timeout_s", "num_replicas", "num_gpus",
-                  "num_cpus"}
+# The Serve app's address in the RayService (http_options, the serve-svc Service, the NetworkPolicy).
+SERVE_HTTP = {"host": "0.0.0.0", "port": 8000}
+# Where the chart mounts rayService.serve.auth.existingSecret (its key is auth.token_file).
+SERVE_AUTH_DIR = "/etc/ray-gan/serve-auth"
 BATCH_SPEC_FIELDS = {"job_id", "model", "styles", "variants_per_style", "seed_base", "truncation",
                      "image_format", "output", "chunk_size", "replicas", "gpus_per_replica"}
 BATCH_SPEC_OPTIONAL = {"cpus_per_replica"}
+# Every metric the dashboard queries, by its full exported name (the app's ray_gan_* and
+# Ray Serve's own); dashboard_metrics.dashboard_metrics() reads the same set from the JSON.
 CONTRACT_METRICS = {
-    "ray_gan_variant_requests_total", "ray_gan_images_generated_total", "ray_gan_request_latency_seconds",
-    "ray_serve_num_http_requests_total", "ray_serve_http_request_latency_ms_bucket",
+    "ray_gan_http_requests_total",  # {route, status}
+    "ray_gan_http_request_latency_seconds_bucket",  # {route, status}
+    "ray_gan_http_request_latency_seconds_sum",
+    "ray_gan_http_request_latency_seconds_count",
+    "ray_gan_images_generated_total",  # {model, style}
+    "ray_gan_pending_images",  # gauge
+    "ray_gan_batch_images_bucket",
+    "ray_gan_batch_queue_images",
+    "ray_serve_deployment_queued_queries",
+    "ray_serve_num_http_requests_total",
+    "ray_serve_http_request_latency_ms_bucket",
     "ray_serve_deployment_replica_healthy",
 }
 # Pod-template labels KubeRay owns: app.kubernetes.io/name and created-by are in the
@@ -195,6 +209,13 @@ def render(values_name: str) -> list[dict]:
 
 def render_with(extra: list[str]) -> subprocess.CompletedProcess:
     return run([helm(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra])
+
+
+def _rendered(extra: list[str]) -> list[dict]:
+    """The documents of `helm template` with these extra arguments (which must render)."""
+    proc = render_with(extra)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
 def ray_docs(docs):
@@ -312,6 +333,13 @@ def kuberay_semantic_errors(doc: dict) -> list[str]:
             errs.append("suspend needs shutdownAfterJobFinishes")
         yaml.safe_load(spec.get("runtimeEnvYAML", "") or "{}")
     cluster = cluster_spec(doc)
+    auth = cluster.get("authOptions") or {}
+    if auth.get("mode", "token" if auth else "disabled") == "token":
+        version = tuple(int(x) for x in re.findall(r"\d+", cluster.get("rayVersion", "0"))[:2])
+        if version < (2, 52):
+            errs.append(f"authOptions.mode token needs Ray 2.52 or newer, rayVersion is {cluster.get('rayVersion')}")
+    if auth.get("enableK8sTokenAuth") and doc["kind"] != "RayCluster":
+        errs.append("authOptions.enableK8sTokenAuth is for standalone RayClusters, not RayJob or RayService")
     groups = [("head", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in cluster.get("workerGroupSpecs", [])]
     for gname, group in groups:
         if not group["template"]["spec"].get("containers"):
@@ -377,6 +405,31 @@ def test_ray_kinds_against_kuberay_crds(values_name):
     assert docs or values_name not in ("default", "gpu")
     problems = {f"{d['kind']}/{d['metadata']['name']}": crd_errors(d) + kuberay_semantic_errors(d) for d in docs}
     assert not {k: v for k, v in problems.items() if v}, problems
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize("values_name", list(VALUES))
+def test_ray_token_auth_on_every_cluster(values_name):
+    """Every Ray cluster of the release (RayService, both RayJobs) has KubeRay's authOptions
+    from rayAuth: token mode by default, the Secret KubeRay generates per cluster."""
+    docs = ray_docs(render(values_name))
+    assert docs or values_name not in ("default", "gpu")
+    for d in docs:
+        assert cluster_spec(d)["authOptions"] == {"mode": "token"}, d["metadata"]["name"]
+
+
+@pytest.mark.deploy
+def test_ray_auth_values():
+    """rayAuth.secretName names a shared Secret for all clusters; mode disabled drops it."""
+    on = ["--set", "train.enabled=true,batch.enabled=true,rayAuth.secretName=ray-token"]
+    docs = ray_docs(_rendered(on))
+    assert {d["kind"] for d in docs} == {"RayService", "RayJob"} and len(docs) == 3
+    for d in docs:
+        assert cluster_spec(d)["authOptions"] == {"mode": "token", "secretName": "ray-token"}
+        assert not crd_errors(d) and not kuberay_semantic_errors(d)
+    for d in ray_docs(_rendered(on + ["--set", "rayAuth.mode=disabled"])):
+        assert cluster_spec(d)["authOptions"] == {"mode": "disabled"}
+    assert render_with(["--set", "rayAuth.mode=tokens"]).returncode != 0
 
 
 @pytest.mark.deploy
@@ -528,33 +581,138 @@ def test_s3_credentials_only_by_reference(values_name):
     assert not [d for d in docs if d["kind"] == "Secret"], "the chart must not create Secrets"
 
 
+def serve_pods(svc: dict):
+    """(role, pod spec) of every pod of a RayService's cluster."""
+    for role, tmpl in pod_templates(svc):
+        yield role, tmpl["spec"]
+
+
 @pytest.mark.deploy
 @pytest.mark.parametrize("values_name", list(VALUES))
 def test_serve_config(values_name):
+    """serveConfigV2 holds one application whose args are a ServeConfig in its nested
+    layout, and no deployments: build_app sets every deployment option from the args."""
+    config = _package()
+    fields = {leaf.path for leaf in config.leaves(config.ServeConfig)}
+    groups = {path[0] for path in fields if len(path) > 1}
     docs = render(values_name)
-    services = [d for d in docs if d["kind"] == "RayService"]
-    for svc in services:
+    for svc in (d for d in docs if d["kind"] == "RayService"):
         cfg, app = serve_app(svc)
-        assert cfg["http_options"] == {"host": "0.0.0.0", "port": 8000}
+        assert cfg["http_options"] == SERVE_HTTP
+        assert set(cfg) == {"proxy_location", "http_options", "applications"}
+        assert set(app) == {"name", "route_prefix", "import_path", "args"}, "no deployments: ServeConfig owns them"
         assert app["name"] == "ray-gan" and app["route_prefix"] == "/"
         assert app["import_path"] == SERVE_IMPORT_PATH
-        assert {"model", "host", "port"} <= set(app["args"]) <= SERVE_APP_ARGS
-        assert app["args"]["model"].startswith("s3://")
+        args = app["args"]
         # ServeConfig.host/port name where the app listens: Serve's HTTP proxy.
-        assert {k: app["args"][k] for k in ("host", "port")} == cfg["http_options"]
-        deps = {d["name"]: d for d in app["deployments"]}
-        assert set(deps) == {"StyleGenerator", "VariantsAPI"}
-        gen = deps["StyleGenerator"]
-        assert ("num_replicas" in gen) != ("autoscaling_config" in gen)
-        assert set(gen["ray_actor_options"]) == {"num_cpus", "num_gpus"}
-        if "autoscaling_config" in gen:
-            ac = gen["autoscaling_config"]
-            assert set(ac) == {"min_replicas", "max_replicas", "target_ongoing_requests"}
-            assert ac["min_replicas"] <= ac["max_replicas"]
-        assert "num_gpus" not in deps["VariantsAPI"]["ray_actor_options"]
-        if gen["ray_actor_options"]["num_gpus"] > 0:
+        assert {k: args[k] for k in SERVE_HTTP} == cfg["http_options"]
+        for key, value in args.items():
+            if key in groups:
+                assert isinstance(value, dict) and {(key, k) for k in value} <= fields, (key, value)
+            else:
+                assert (key,) in fields, key
+        serve_cfg = config.ServeConfig(**args)
+        assert all(m.uri.startswith("s3://") for m in serve_cfg.models)
+        if serve_cfg.replicas.num_gpus > 0:
             workers = cluster_spec(svc)["workerGroupSpecs"]
             assert any("nvidia.com/gpu" in w["template"]["spec"]["containers"][0]["resources"]["limits"] for w in workers)
+
+
+@pytest.mark.deploy
+def test_serve_auth_required():
+    """No token Secret and no auth.insecure: helm refuses, saying what to set (the app
+    would refuse to serve on 0.0.0.0 without tokens)."""
+    proc = render_with(["--set", "rayService.serve.auth.existingSecret="])
+    assert proc.returncode != 0
+    msg = " ".join(proc.stderr.split())
+    assert "rayService.serve.auth.existingSecret" in msg and "rayService.serve.config.auth.insecure: true" in msg, msg
+    # Nothing to check without the RayService.
+    _rendered(["--set", "rayService.serve.auth.existingSecret=,rayService.enabled=false,batch.enabled=true"])
+
+
+@pytest.mark.deploy
+def test_serve_auth_secret_mounted_in_every_serving_pod():
+    """existingSecret: its key is mounted read-only (no subPath, so updates reach the pod) in
+    the head and every worker of the serving cluster, and is the app's auth.token_file;
+    the job clusters do not get it. Other auth settings stay as given."""
+    config = _package()
+    docs = _rendered(["--set", "rayService.serve.auth.existingSecret=api-tokens,rayService.serve.auth.key=tokens.txt,"
+                               "rayService.serve.config.auth.token_env=MY_TOKENS,train.enabled=true,batch.enabled=true"])
+    (svc,) = [d for d in docs if d["kind"] == "RayService"]
+    args = serve_app(svc)[1]["args"]
+    assert args["auth"] == {"token_env": "MY_TOKENS", "token_file": f"{SERVE_AUTH_DIR}/tokens.txt"}
+    assert config.ServeConfig(**args).auth.token_file == f"{SERVE_AUTH_DIR}/tokens.txt"
+    roles = []
+    for role, spec in serve_pods(svc):
+        roles.append(role)
+        (vol,) = [v for v in spec["volumes"] if "secret" in v]
+        assert vol["secret"]["secretName"] == "api-tokens"
+        assert vol["secret"]["items"] == [{"key": "tokens.txt", "path": "tokens.txt"}]
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        assert mount == {"name": vol["name"], "mountPath": SERVE_AUTH_DIR, "readOnly": True}
+    assert roles[0] == "head" and len(roles) >= 2
+    for job in (d for d in docs if d["kind"] == "RayJob"):
+        for role, tmpl in pod_templates(job):
+            assert not [v for v in tmpl["spec"]["volumes"] if "secret" in v], (job["metadata"]["name"], role)
+
+
+@pytest.mark.deploy
+def test_serve_insecure_without_secret():
+    """auth.insecure with no Secret: the app serves without tokens, nothing is mounted."""
+    config = _package()
+    docs = _rendered(["--set", "rayService.serve.auth.existingSecret=,rayService.serve.config.auth.insecure=true"])
+    (svc,) = [d for d in docs if d["kind"] == "RayService"]
+    args = serve_app(svc)[1]["args"]
+    assert args["auth"] == {"insecure": True}
+    assert config.ServeConfig(**args).auth.token_file is None
+    for _role, spec in serve_pods(svc):
+        assert not [v for v in spec["volumes"] if "secret" in v]
+        assert [m["mountPath"] for m in spec["containers"][0]["volumeMounts"]] == ["/tmp"]
+
+
+def _port_rules(policy: dict) -> dict[int, list]:
+    """Port → the `from` peers of the NetworkPolicy rule that opens it (a rule without
+    ports, the release's own pods, is left out; a rule without `from` would be None)."""
+    rules = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule.get("ports", []):
+            assert port["port"] not in rules, f"port {port['port']} in two rules"
+            rules[port["port"]] = rule.get("from")
+    return rules
+
+
+@pytest.mark.deploy
+@pytest.mark.parametrize("values_name", list(VALUES))
+def test_network_policy(values_name):
+    """From outside the release: Serve (8000) only from serveFrom (default: nobody), metrics
+    (8080) only from metricsFrom (default: Prometheus pods), the dashboard only from the
+    KubeRay operator; the release's Ray pods reach each other on every port."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
+    (policy,) = [d for d in render(values_name) if d["kind"] == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    own = {"matchLabels": spec["podSelector"]["matchLabels"]}
+    assert {"from": [{"podSelector": own}]} in spec["ingress"]
+    rules = _port_rules(policy)
+    assert 8000 not in rules, "serveFrom is empty: no rule may open port 8000"
+    assert rules[8080] == values["metricsFrom"]
+    assert rules[8080] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    assert rules[8265] == rules[52365] == values["dashboardFrom"]
+    assert all(peers for peers in rules.values()), "no port open to every peer"
+
+
+@pytest.mark.deploy
+def test_network_policy_peers_from_values():
+    """serveFrom adds the port-8000 rule with exactly those peers; an empty metricsFrom
+    leaves port 8080 closed to the outside."""
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    docs = _rendered(["--set-json", f"networkPolicy.serveFrom={json.dumps(peers)}",
+                      "--set-json", "networkPolicy.metricsFrom=[]"])
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    rules = _port_rules(policy)
+    assert rules[8000] == peers
+    assert 8080 not in rules
+    assert sorted(rules) == [8000, 8265, 52365]
 
 
 @pytest.mark.deploy
@@ -591,7 +749,8 @@ def test_config_blocks_restate_no_package_default():
     init = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["initContainers"]
     assert [c["args"] for c in init] == [["prepare", s3["rawDataUri"], s3["datasetUri"]]]
     (svc,) = [d for d in docs if d["kind"] == "RayService"]
-    assert serve_app(svc)[1]["args"] == {"model": s3["modelUri"], "host": "0.0.0.0", "port": 8000}
+    token_file = f"{SERVE_AUTH_DIR}/{values['rayService']['serve']['auth']['key']}"
+    assert serve_app(svc)[1]["args"] == {"model": s3["modelUri"], **SERVE_HTTP, "auth": {"token_file": token_file}}
 
 
 @pytest.mark.deploy
@@ -628,7 +787,7 @@ BAD_VALUES = {
     "unknown top-level key": ["--set", "replicaCount=2"],
     "unknown nested key": ["--set", "head.resource.limits.cpu=1"],
     "credential in values": ["--set", "s3.credentialsSecret.secretAccessKey=abc"],
-    "wrong type (int)": ["--set", "rayService.serve.variantsApi.numReplicas=many"],
+    "wrong type (int)": ["--set", "worker.replicas=many"],
     "wrong type (bool)": ["--set-string", "train.enabled=yes"],
     "wrong enum": ["--set", "autoscaler.upscalingMode=Fast"],
     "config block not a mapping": ["--set", "train.config=dcgan"],
@@ -638,12 +797,15 @@ BAD_VALUES = {
     "bad image format": ["--set", "batch.spec.image_format=gif"],
     "rayStartParams must be strings": ["--set", "head.rayStartParams.num-cpus=0"],
     "resources need limits": ["--set", "worker.resources.limits=null"],
-    "GPUs asked, none on workers": ["--set", "rayService.serve.config.num_gpus=1"],
+    "GPUs asked, none on workers": ["--set", "rayService.serve.config.replicas.num_gpus=1"],
     "training GPUs, none on workers": ["--set", "train.enabled=true,train.config.scaling.gpus_per_worker=1"],
     "serve port is the chart's": ["--set", "rayService.serve.config.port=9000"],
     "serve host is the chart's": ["--set", "rayService.serve.config.host=127.0.0.1"],
-    "fixed replicas and autoscaling": ["--set", "rayService.serve.config.num_replicas=2,"
-                                                "rayService.serve.styleGenerator.autoscaling.enabled=true"],
+    "deployment options outside rayService.serve.config": [
+        "--set", "rayService.serve.styleGenerator.autoscaling.enabled=true"],
+    "serve token file is the chart's": ["--set", "rayService.serve.config.auth.token_file=/tokens"],
+    "serve without tokens, not insecure": ["--set", "rayService.serve.auth.existingSecret="],
+    "serve auth key not a Secret key": ["--set", "rayService.serve.auth.key=a/b"],
     "prepare dst is the training dataset": ["--set", "train.enabled=true,train.prepare.enabled=true,"
                                                      "train.prepare.config.dst=s3://b/other"],
     "prepare setting not a flag value": ["--set", "train.enabled=true,train.prepare.enabled=true,"
@@ -852,20 +1014,24 @@ def package_problems(docs) -> list[str]:
 @pytest.mark.parametrize("rendering", [*VALUES, *SETTINGS])
 def test_rendered_configs_validate_with_the_package_models(rendering):
     """The batch spec, train.yaml, the prepare and train commands and the Serve app's args
-    all parse with the package's own models and parser; the StyleGenerator deployment
-    takes its replicas and resources from the validated ServeConfig."""
+    all parse with the package's own models and parser; the app's ServeConfig(**args) (what
+    build_app does) listens where Serve's proxy does and finds its token file mounted."""
     config = _package()
     docs = render(rendering)
     problems = package_problems(docs)
     assert not problems, "\n".join(problems)
     for svc in (d for d in docs if d["kind"] == "RayService"):
         serve_v2, app = serve_app(svc)
-        cfg = config.ServeConfig.model_validate(app["args"])
-        gen = next(d for d in app["deployments"] if d["name"] == "StyleGenerator")
-        assert gen["ray_actor_options"] == {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
-        # Without num_replicas the deployment autoscales (test_serve_config).
-        assert gen.get("num_replicas", cfg.num_replicas) == cfg.num_replicas
+        cfg = config.ServeConfig(**app["args"])
         assert {"host": cfg.host, "port": cfg.port} == serve_v2["http_options"]
+        # build_app refuses a non-loopback host without tokens unless auth.insecure.
+        assert cfg.auth.token_file or cfg.auth.insecure
+        if cfg.auth.token_file:
+            for role, spec in serve_pods(svc):
+                mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+                assert mounts[SERVE_AUTH_DIR]["readOnly"] is True, role
+                volume = next(v for v in spec["volumes"] if v["name"] == mounts[SERVE_AUTH_DIR]["name"])
+                assert f"{SERVE_AUTH_DIR}/{volume['secret']['items'][0]['path']}" == cfg.auth.token_file, role
 
 
 @pytest.mark.deploy
@@ -878,7 +1044,8 @@ def test_config_blocks_reach_the_package():
     train, serve_cfg = built["TrainConfig"], built["ServeConfig"]
     assert (train.arch, train.optim.lr_g, train.model.z_dim, train.scaling.workers, train.run.resume) == (
         "vanilla", 0.001, 64, 3, True)
-    assert (serve_cfg.num_replicas, serve_cfg.num_cpus, serve_cfg.max_batch_size) == (2, 0.5, 8)
+    assert (serve_cfg.replicas.num_replicas, serve_cfg.replicas.num_cpus, serve_cfg.batching.max_batch_size,
+            serve_cfg.limits.retry_after_s) == (2, 0.5, 8, 3)
     (job,) = [d for d in docs if d["kind"] == "RayJob"]
     (prepare,) = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["initContainers"]
     prep = config.PrepareConfig.model_validate(cli_flags.values(config.PrepareConfig, _parse_command(prepare["args"])))
@@ -893,6 +1060,8 @@ CONFIG_TYPOS = {
     "train.config leaf outside its group": "train.config.steps=10",
     "train.prepare.config": "train.prepare.enabled=true,train.prepare.config.resolutoin=64",
     "rayService.serve.config": "rayService.serve.config.max_batchsize=8",
+    "rayService.serve.config group": "rayService.serve.config.batching.max_batchsize=8",
+    "rayService.serve.config leaf outside its group": "rayService.serve.config.max_batch_size=8",
 }
 
 
@@ -907,6 +1076,34 @@ def test_config_typos_fail_package_validation(case):
     problems = package_problems([d for d in yaml.safe_load_all(proc.stdout) if d])
     typo = CONFIG_TYPOS[case].split("=")[-2].rsplit(".", 1)[-1]
     assert len(problems) == 1 and typo.replace("_", "-") in problems[0].replace("_", "-"), problems
+
+
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
+
+def _doc_serve_yaml() -> dict:
+    """The serve.yaml example of docs/deploy.md's "Serve config" section."""
+    section = DEPLOY_DOC.read_text().split("\n## Serve config\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```yaml\n(# serve\.yaml.*?)```", section, flags=re.S).group(1)
+    return yaml.safe_load(block)
+
+
+@pytest.mark.deploy
+def test_documented_serve_config_works_in_both_places(tmp_path):
+    """docs/deploy.md's serve.yaml is a valid ServeConfig for `ray-gan serve --config`, and the
+    same YAML as rayService.serve.config renders args that validate too."""
+    config = _package()
+    data = _doc_serve_yaml()
+    cfg = config.ServeConfig(**data)
+    assert len(cfg.models) >= 2 and cfg.replicas.autoscaling and cfg.models[0].step is not None
+    assert {"replicas", "batching", "limits", "auth"} <= set(data)
+    values = tmp_path / "serve-values.yaml"
+    values.write_text(yaml.safe_dump({"rayService": {"serve": {"config": data}}}))
+    (svc,) = [d for d in _rendered(["-f", str(values)]) if d["kind"] == "RayService"]
+    args = serve_app(svc)[1]["args"]
+    served = config.ServeConfig(**args)
+    assert served.model_dump(exclude={"host", "port", "auth"}) == cfg.model_dump(exclude={"host", "port", "auth"})
+    assert served.auth.token_file and served.auth.token_env == cfg.auth.token_env
 
 
 # --------------------------------------------------------------------------- checkov
@@ -1028,17 +1225,24 @@ def test_grafana_dashboard():
     assert CHART_DASHBOARD.read_text() == text, "helm/ray-gan/dashboards/ must be a copy of deploy/grafana/"
     dash = json.loads(text)
     assert dash["uid"] and dash["title"] and isinstance(dash["schemaVersion"], int)
-    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs = dashboard_metrics.dashboard_exprs(DASHBOARD)
     assert exprs
-    used = set()
     for expr in exprs:
-        names = set(re.findall(r"\b((?:ray_gan|ray_serve)_[a-z_]+)\b", expr))
-        assert names, expr
-        used |= names
-        assert expr.count("(") == expr.count(")"), expr
-    base = {re.sub(r"_(bucket|sum|count)$", "", n) for n in used}
-    contract_base = {re.sub(r"_bucket$", "", n) for n in CONTRACT_METRICS}
-    assert base == contract_base, {"unknown": base - contract_base, "unused": contract_base - base}
+        names = set(dashboard_metrics.METRIC_RE.findall(expr))
+        assert names and all(re.fullmatch(r"ray_(gan|serve)_[a-z0-9_]+", n) for n in names), expr
+        # A histogram is queried by its series' names, never by the bare family name.
+        for name in names:
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert family == name or f"{family}_bucket" in CONTRACT_METRICS, name
+        assert "histogram_quantile" not in expr or "_bucket" in expr, expr
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+    used = dashboard_metrics.dashboard_metrics(DASHBOARD)
+    assert used == CONTRACT_METRICS, {"unknown": used - CONTRACT_METRICS, "unused": CONTRACT_METRICS - used}
+    # What the panels show: errors by status class, 401/503, per-route and per-model views.
+    joined = "\n".join(exprs)
+    for needle in ('status=~"5.."', 'status=~"4.."', 'status="503"', "by (route, status)", "by (model, style)",
+                   "histogram_quantile(0.99, sum by (le) (rate(ray_gan_http_request_latency_seconds_bucket"):
+        assert needle in joined, needle
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
 

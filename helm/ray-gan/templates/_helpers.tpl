@@ -80,10 +80,78 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-Model URI the Serve app loads: rayService.serve.config.model, else s3.modelUri.
+Where the Serve app's bearer tokens are mounted (rayService.serve.auth.existingSecret).
 */}}
-{{- define "ray-gan.modelUri" -}}
-{{- default .Values.s3.modelUri (default dict .Values.rayService.serve.config).model }}
+{{- define "ray-gan.serveAuthDir" -}}
+/etc/ray-gan/serve-auth
+{{- end }}
+
+{{/*
+The Serve app's args as YAML (build_app validates them with ServeConfig(**args)):
+rayService.serve.config, ServeConfig's own fields and nested layout, with
+  - model: s3.modelUri where neither model nor models is set;
+  - host 0.0.0.0 and port 8000: Serve's HTTP proxy (http_options), the container port
+    "serve", the Service <fullname>-serve-svc and the NetworkPolicy use them, so the
+    values cannot set them;
+  - auth.token_file: the key of rayService.serve.auth.existingSecret, mounted read-only
+    at ray-gan.serveAuthDir in every pod of the serving cluster. Without a Secret the
+    values must say auth.insecure: true (the app refuses 0.0.0.0 without tokens).
+Nothing else is added: every other default is ServeConfig's. Read it back with fromYaml.
+*/}}
+{{- define "ray-gan.serveArgs" -}}
+{{- $serve := .Values.rayService.serve }}
+{{- $args := deepCopy (default dict $serve.config) }}
+{{- $http := dict "host" "0.0.0.0" "port" 8000 }}
+{{- range $key := keys $http | sortAlpha }}
+{{- if hasKey $args $key }}
+{{- fail (printf "rayService.serve.config.%s: the RayService serves on %v:%v (Serve's http_options, the serve-svc Service and the NetworkPolicy); ServeConfig.%s is for `ray-gan serve`: leave it out" $key $http.host $http.port $key) }}
+{{- end }}
+{{- end }}
+{{- if not (or $args.model $args.models) }}
+{{- $_ := set $args "model" .Values.s3.modelUri }}
+{{- end }}
+{{- $auth := deepCopy (default dict $args.auth) }}
+{{- if hasKey $auth "token_file" }}
+{{- fail "rayService.serve.config.auth.token_file: the chart sets it to the Secret it mounts; name that Secret in rayService.serve.auth.existingSecret (and its key in rayService.serve.auth.key) instead" }}
+{{- end }}
+{{- with $serve.auth.existingSecret }}
+{{- $_ := set $auth "token_file" (printf "%s/%s" (include "ray-gan.serveAuthDir" $) $serve.auth.key) }}
+{{- else }}
+{{- if not (eq true $auth.insecure) }}
+{{- fail "rayService.serve.auth.existingSecret is empty: the Serve app listens on 0.0.0.0 and refuses to start without bearer tokens. Set rayService.serve.auth.existingSecret to an existing Secret holding the tokens (one per line, under the key rayService.serve.auth.key, default \"tokens\"), or set rayService.serve.config.auth.insecure: true to serve without authentication" }}
+{{- end }}
+{{- end }}
+{{- if $auth }}
+{{- $_ := set $args "auth" $auth }}
+{{- end }}
+{{- toYaml (merge $args $http) }}
+{{- end }}
+
+{{/*
+The serving cluster's pod volume and mount of the bearer-token Secret (YAML lists; empty
+without rayService.serve.auth.existingSecret). Only the one key is projected; no subPath,
+so a changed Secret reaches the running pods (the app re-reads the file).
+*/}}
+{{- define "ray-gan.serveAuthVolumes" -}}
+{{- $a := .Values.rayService.serve.auth }}
+{{- if $a.existingSecret }}
+- name: serve-auth
+  secret:
+    secretName: {{ $a.existingSecret }}
+    {{- /* owner root, group fsGroup: readable by the ray user through its group only */}}
+    defaultMode: {{ ternary 0440 0444 (hasKey .Values.podSecurityContext "fsGroup") }}
+    items:
+      - key: {{ $a.key }}
+        path: {{ $a.key }}
+{{- end }}
+{{- end }}
+
+{{- define "ray-gan.serveAuthMounts" -}}
+{{- if .Values.rayService.serve.auth.existingSecret }}
+- name: serve-auth
+  mountPath: {{ include "ray-gan.serveAuthDir" . }}
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -204,7 +272,9 @@ Call with a merged worker dict.
 A RayCluster spec (rayClusterConfig of the RayService, rayClusterSpec of a RayJob).
 Call with (dict "root" $ "component" "serve|train|batch" "head" <overrides> "worker" <overrides>
   "autoscaling" <bool> "serve" <bool> "headExtraVolumes" <list> "headExtraMounts" <list>
-  "headInitContainers" <list>).
+  "headInitContainers" <list> "extraVolumes" <list> "extraMounts" <list>); extraVolumes and
+extraMounts go to every Ray pod (head and workers), the headExtra ones to the head only.
+Ray's token authentication (rayAuth) is the same for every cluster of the release.
 */}}
 {{- define "ray-gan.rayClusterSpec" -}}
 {{- $root := .root }}
@@ -214,6 +284,13 @@ Call with (dict "root" $ "component" "serve|train|batch" "head" <overrides> "wor
 {{- $autoscaling := .autoscaling }}
 {{- $sa := include "ray-gan.serviceAccountName" $root -}}
 rayVersion: {{ $v.rayVersion | quote }}
+{{- /* KubeRay sets RAY_AUTH_MODE (and RAY_AUTH_TOKEN from the Secret) in every Ray container
+       and uses the token itself (RayService Serve updates, RayJob submission). */}}
+authOptions:
+  mode: {{ $v.rayAuth.mode }}
+  {{- if and (eq $v.rayAuth.mode "token") $v.rayAuth.secretName }}
+  secretName: {{ $v.rayAuth.secretName }}
+  {{- end }}
 enableInTreeAutoscaling: {{ $autoscaling }}
 {{- if $autoscaling }}
 autoscalerOptions:
@@ -295,11 +372,17 @@ headGroupSpec:
             {{- toYaml $v.securityContext | nindent 12 }}
           volumeMounts:
             {{- include "ray-gan.tmpVolumeMount" $root | nindent 12 }}
+            {{- with .extraMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
             {{- with .headExtraMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
       volumes:
         {{- include "ray-gan.tmpVolume" $root | nindent 8 }}
+        {{- with .extraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
         {{- with .headExtraVolumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -357,8 +440,14 @@ workerGroupSpecs:
               {{- toYaml $v.securityContext | nindent 14 }}
             volumeMounts:
               {{- include "ray-gan.tmpVolumeMount" $root | nindent 14 }}
+              {{- with .extraMounts }}
+              {{- toYaml . | nindent 14 }}
+              {{- end }}
         volumes:
           {{- include "ray-gan.tmpVolume" $root | nindent 10 }}
+          {{- with .extraVolumes }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
 {{- end }}
 
 {{/*
