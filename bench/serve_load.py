@@ -129,6 +129,33 @@ def _run_client(url: str, body: dict, extra: list[str]) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
+def _floor_app():
+    """A Serve app with the same shape and no work: a FastAPI ingress that calls a second
+    deployment and answers a constant. Its latency at 1 client is Ray Serve's own floor
+    on this machine (HTTP proxy → ingress → handle call → back)."""
+    from fastapi import FastAPI
+    from ray import serve
+
+    app = FastAPI()
+
+    @serve.deployment(max_ongoing_requests=64)
+    class Echo:
+        async def generate(self, body: dict) -> dict:
+            return {"images": []}
+
+    @serve.deployment(max_ongoing_requests=64)
+    @serve.ingress(app)
+    class Floor:
+        def __init__(self, echo) -> None:
+            self.echo = echo
+
+        @app.post("/v1/variants")
+        async def variants(self, body: dict) -> dict:
+            return await self.echo.generate.remote(body)
+
+    return Floor.bind(Echo.bind())
+
+
 def _raw_forward_ms(model: str, n: int, threads: int, reps: int = 50) -> float:
     """Median ms of rendering ``n`` images in this process with ``threads`` torch threads
     (a replica's: Ray gives an actor as many as its num_cpus)."""
@@ -189,6 +216,14 @@ def main() -> None:
     results: dict = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "code": code_state(), "cores": os.cpu_count(),
                      "model": f"{args.arch} {args.resolution}px", "images_per_request": args.n,
                      "raw_forward_ms": raw_ms, "modes": {}}
+    from ray_gan.runtime import init_ray
+
+    init_ray()
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.run(_floor_app(), name="floor", route_prefix="/")
+    results["serve_floor"] = _run_client(url, body, ["--levels", "1", "--seconds", str(args.seconds),
+                                                     "--warmup", str(args.warmup)])[0]
+    serve.delete("floor")
     for mode in args.modes.split(","):
         serve_cfg = ServeConfig.from_flat(model=model, port=args.port, batching=(mode == "batched"))
         run_server(serve_cfg, blocking=False)
@@ -227,6 +262,9 @@ def report(results: dict) -> str:
         if 1 in lv:
             text.append(f"p50 overhead at 1 client: {lv[1]['p50_ms'] - results['raw_forward_ms']:.1f} ms "
                         f"over the raw forward.")
+        if "serve_floor" in results:
+            text.append(f"Ray Serve's floor (same app shape, no work, 1 client): p50 "
+                        f"{results['serve_floor']['p50_ms']:.1f} ms, {results['serve_floor']['rps']:.0f} requests/s.")
         u = {r["clients"]: r for r in results["modes"].get("unbatched", {}).get("levels", [])}
         if 16 in lv and 16 in u and u[16]["rps"]:
             text.append(f"Batched ÷ unbatched at 16 clients: {lv[16]['rps'] / u[16]['rps']:.2f}×.")

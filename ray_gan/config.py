@@ -617,6 +617,9 @@ class ServeConfig(_Strict):
             raise ValueError(f"model names must be unique: {names}")
         if self.default_model is not None and self.default_model not in names:
             raise ValueError(f"default_model {self.default_model!r} is not one of {names}")
+        if self.limits.max_pending_images < self.limits.max_images_per_request:
+            raise ValueError(f"limits.max_pending_images ({self.limits.max_pending_images}) must hold the largest "
+                             f"request (max_images_per_request {self.limits.max_images_per_request})")
         return self
 
     @property

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,7 +28,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from ray_gan import storage
-from ray_gan.config import ServeConfig, VariantsRequest
+from ray_gan.config import MODEL_NAME_RE, ServeConfig, VariantsRequest
 from ray_gan.generate.controls import ControlError, check_controls
 from ray_gan.serve.auth import TokenStore
 from ray_gan.serve.metrics import metrics
@@ -97,15 +97,24 @@ class CountRequests:
 api.add_middleware(CountRequests)
 
 
-_tokens: TokenStore | None = None  # this replica's tokens (set by VariantsAPI)
 _bearer = HTTPBearer(auto_error=False, description="Bearer token, when the server has tokens configured.")
 
 
+def _replica_tokens() -> TokenStore | None:
+    """This replica's tokens: held by its VariantsAPI instance (not a module global: Serve
+    may ship the deployment class by value, with a copy of this module's globals)."""
+    try:
+        return getattr(serve.get_replica_context().servable_object, "tokens", None)
+    except Exception:  # noqa: BLE001 - not inside a Serve replica
+        return None
+
+
 async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-    if _tokens is None or not _tokens.enabled:
+    tokens = _replica_tokens()
+    if tokens is None or not tokens.enabled:
         return
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-    if not _tokens.check(header):
+    if not tokens.check(header):
         raise HTTPException(401, detail="a valid bearer token is required (Authorization: Bearer TOKEN)",
                             headers={"WWW-Authenticate": "Bearer"})
 
@@ -155,13 +164,12 @@ def split(body: VariantsRequest, style_indices: list[int], max_images: int, outp
 @serve.ingress(api)
 class VariantsAPI:
     def __init__(self, config: dict, generators: dict[str, DeploymentHandle]) -> None:
-        global _tokens
         self.cfg = ServeConfig(**config)
         self.generators = generators
         self.pinned = {m.name: m for m in self.cfg.models}
         self._info: dict[str, dict] = {}
         self.pending_images = 0
-        _tokens = TokenStore(self.cfg.auth)
+        self.tokens = TokenStore(self.cfg.auth)
 
     async def _model_info(self, name: str) -> dict:
         if name not in self._info:  # the model is pinned: every replica answers the same
@@ -195,7 +203,7 @@ class VariantsAPI:
         return {"models": out}
 
     @api.get("/v1/styles", response_model=StylesResponse, dependencies=[Depends(authorize)], responses=ERRORS)
-    async def styles(self, model: str | None = None) -> dict:
+    async def styles(self, model: str | None = Query(None, pattern=MODEL_NAME_RE)) -> dict:
         name = self._model_name(model)
         i = await self._model_info(name)
         return {"model": name, "styles": i["styles"], "step": i["step"], "resolution": i["resolution"],
@@ -241,7 +249,8 @@ class VariantsAPI:
             self._gauge()
         mix = body.mix.model_dump() if body.mix else None
         images = [{**img, "mix": mix, "edits": dict(body.edits)} for p in parts for img in p["images"]]
-        resp = {"request_id": request_id, "model": self._ref(name), "device": info["device"], "images": images}
+        resp = {"request_id": request_id, "model": self._ref(name), "device": info["device"], "images": images,
+                "manifest": None, "manifest_uri": None}
         if target:
             from ray_gan.manifest import write_part
 

@@ -126,7 +126,7 @@ class StyleGenerator:
             data = encode(img, fmt)
             item = {"style": sub["style"], "seed": seed, "truncation": sub["truncation"],
                     "width": int(img.shape[1]), "height": int(img.shape[0]), "format": fmt,
-                    "sha256": hashlib.sha256(data).hexdigest()}
+                    "sha256": hashlib.sha256(data).hexdigest(), "image_base64": None, "uri": None}
             if sub.get("output"):
                 iid = f"{sub['style']}-{seed}"
                 uri = image_uri(sub["output"], sub["style"], iid, fmt)

@@ -125,6 +125,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.parametrize("arch", ["stylegan", "dcgan"])
+def test_gpu_image_bytes_do_not_depend_on_the_micro_batch_size(arch: str, tmp_path: Path) -> None:
+    """Serve renders up to 64 rows at a time, batch jobs 16: on the GPU too, every image
+    has the same bytes at every micro-batch size used (the contract of generate/render.py)."""
+    from ray_gan.generate.render import Renderer
+
+    model = write_untrained_model(str(tmp_path / "m"), ["a", "b", "c"], resolution=32, arch=arch)
+    seeds = list(range(200, 269))
+    styles = [s % 3 for s in seeds]
+    base = Renderer(model, "cuda", render_batch=16).render(styles, seeds, 0.7)
+    for size in (32, 48, 64, 128):
+        same = Renderer(model, "cuda", render_batch=size).render(styles, seeds, 0.7)
+        report("gpu_micro_batch", {"arch": arch, "rows": size, "differing_images": int((same != base).any(axis=(1, 2, 3)).sum())})
+        assert (same == base).all(), size
+
+
 def test_ray_serve_gpu_replicas(tmp_path: Path) -> None:
     """Serve with GPU replicas: start, request, check, stop."""
     model = write_untrained_model(str(tmp_path / "model"), ["a", "b", "c"], resolution=32, arch="stylegan")
@@ -155,6 +171,7 @@ def test_ray_serve_gpu_replicas(tmp_path: Path) -> None:
             report("serve_request", {"styles": styles, "images": len(doc["images"]),
                                      "s": round(time.perf_counter() - t, 3), "keys": sorted(doc)})
             assert len(doc["images"]) == 2 * 4
+            assert doc["device"]["kind"] == "cuda" and doc["device"]["cudnn"]  # the replica was given a GPU
         finally:
             proc.terminate()
             try:

@@ -55,7 +55,6 @@ def served(ray_cluster, bucket, tmp_path_factory, get_free_port):
         "models": [{"name": "emoji", "uri": emoji, "step": 1}, {"name": "shapes", "uri": shapes}],
         "port": port, "output_prefixes": [f"s3://{bucket}/serve/out"],
         "auth": {"token_file": str(tokens)},
-        "limits": {"max_pending_images": 128},  # 32 requests of 4 images in flight; more get 503
     })
     run_server(cfg, blocking=False)
     yield {"base": f"http://127.0.0.1:{port}", "emoji": emoji, "shapes": shapes, "bucket": bucket,
@@ -105,6 +104,9 @@ def test_images_are_fanned_out_by_style_and_byte_identical_to_a_local_render(ser
     resp = _post(served, body)
     assert resp.status_code == 200, resp.text
     out = resp.json()
+    from ray_gan.serve.schema import VariantsResponse
+
+    VariantsResponse.model_validate(out)  # the answer is what the OpenAPI document says
     assert out["model"] == {"name": "emoji", "uri": served["emoji"], "step": 1, "weights_sha256": served["sha"]}
     assert out["device"]["kind"] == "cpu"
     images = out["images"]
@@ -131,7 +133,12 @@ def test_a_served_model_stays_pinned_when_training_publishes_a_newer_checkpoint(
     with torch.no_grad():
         for p in G.parameters():
             p.add_(0.05)
-    ckpt.write_generator_model(served["emoji"], G, info.config, info.styles, step=2)  # the model dir now says step 2
+    # training publishes checkpoint 2: its weights, then model.json (the model dir now says step 2)
+    digests = {"generator_ema": ckpt.sha256_hex(ckpt.state_dict_bytes(G))}
+    storage.write_bytes(storage.join(ckpt.checkpoint_uri(served["emoji"], 2), ckpt.GENERATOR_EMA_FILE),
+                        ckpt.state_dict_bytes(G))
+    ckpt.publish_checkpoint(served["emoji"], 2, {**{k: v for k, v in info.raw.items()
+                                                   if k not in ("step", "checkpoint")}, "weights_sha256": digests})
     assert ckpt.read_model_info(served["emoji"]).step == 2
     after = _post(served, {"styles": ["flat"], "n": 2, "seed": 5}).json()
     assert after["model"]["step"] == 1 and after["model"]["weights_sha256"] == served["sha"]
@@ -143,6 +150,9 @@ def test_output_mode_writes_images_and_manifest_rows_to_s3(served):
     resp = _post(served, {"styles": ["flat", "stripes"], "n": 3, "seed": 9, "output": out})
     assert resp.status_code == 200, resp.text
     doc = resp.json()
+    from ray_gan.serve.schema import VariantsResponse
+
+    VariantsResponse.model_validate(doc)
     target = f"{out}/{doc['request_id']}"
     assert doc["manifest_uri"] == f"{target}/manifest/part-00000.parquet"
     assert all(i["image_base64"] is None and i["uri"].startswith(f"{target}/images/") for i in doc["images"])
@@ -237,6 +247,8 @@ def test_metrics_count_every_outcome_and_cover_the_dashboard(served, ray_cluster
 
     wanted = dashboard_metrics()
     requests.get(f"{served['base']}/v1/variants", headers=_auth(), timeout=60)  # 405: any status is counted
+    assert _post(served, {"styles": []}).status_code == 422
+    assert requests.get(f"{served['base']}/v1/models", timeout=60).status_code == 401
     names: set[str] = set()
     statuses: set[str] = set()
     latency_statuses: set[str] = set()
@@ -249,11 +261,15 @@ def test_metrics_count_every_outcome_and_cover_the_dashboard(served, ray_cluster
                     if s.name == "ray_gan_http_requests_total" and s.labels.get("route") == "/v1/variants"}
         latency_statuses = {s.labels.get("status") for s in samples
                             if s.name == "ray_gan_http_request_latency_seconds_bucket"}
-        if wanted <= names and {"200", "401", "422", "503"} <= statuses:
+        if wanted <= names and {"200", "401", "422"} <= statuses:
             break
         time.sleep(2)
-    assert {"200", "401", "422", "503"} <= statuses, statuses
-    assert {"200", "401", "422", "503"} <= latency_statuses, latency_statuses
+    assert {"200", "401", "422"} <= statuses, statuses
+    assert {"200", "401", "422"} <= latency_statuses, latency_statuses
+    # the burst's 503s came from Serve's proxy (full ingress queue), which Serve's metric counts
+    serve_503 = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+                 if s.name == "ray_serve_num_http_requests_total" and s.labels.get("status_code") == "503"]
+    assert serve_503 and sum(serve_503) >= 1
     images = {(s.labels.get("model"), s.labels.get("style")) for fam in text_string_to_metric_families(text)
               for s in fam.samples if s.name == "ray_gan_images_generated_total"}
     assert ("emoji", "outline") in images and ("shapes", "stripes") in images
