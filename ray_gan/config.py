@@ -553,7 +553,7 @@ class ServeLimits(_Strict):
         description="Images in flight per ingress replica; requests beyond it get 503 at once.")
     ingress_max_ongoing_requests: int = Field(64, ge=1, le=100_000,
                                               description="Requests one VariantsAPI replica works on at once.")
-    ingress_max_queued_requests: int = Field(64, ge=1, le=100_000,
+    ingress_max_queued_requests: int = Field(16, ge=1, le=100_000,
                                              description="Requests queued for the ingress (in Serve's proxy); "
                                                          "beyond it the proxy answers 503 at once.")
     max_ongoing_requests: int = Field(256, ge=1, le=100_000,
