@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ray_gan import cli_flags
 from ray_gan.config import (BlendConfig, DemoConfig, DemoDataConfig, DirectionsConfig, EvalConfig, ExportConfig,
                             FinetuneConfig, GenerateConfig, InterpolateConfig, PrepareConfig, ProjectConfig,
-                            ServeConfig, TrainConfig, comma_list)
+                            ServeConfig, TrainConfig, VerifyConfig, comma_list)
 
 
 def cmd_demo_data(a: argparse.Namespace) -> None:
@@ -145,6 +145,20 @@ def cmd_batch(a: argparse.Namespace) -> None:
     run_batch(load_spec(a.spec))
 
 
+def cmd_verify(a: argparse.Namespace) -> None:
+    from ray_gan.batch.verify import verify_output
+
+    cfg = _config(VerifyConfig, a)
+    report = verify_output(cfg.output, cfg.workers, cfg.max_problems)
+    print(report.summary(), flush=True)
+    if not report.ok:
+        raise VerifyFailed(report.summary().splitlines()[0])
+
+
+class VerifyFailed(RuntimeError):
+    """``ray-gan verify`` found problems (listed above): exit 1."""
+
+
 def cmd_serve(a: argparse.Namespace) -> None:
     from ray_gan.serve.app import run_server
 
@@ -185,6 +199,8 @@ COMMANDS = [
     ("blend", cmd_blend, BlendConfig, ("a", "b"), "interpolate or swap layers between two compatible generators"),
     ("export", cmd_export, ExportConfig, ("model",), "export the generator (ONNX)"),
     ("batch", cmd_batch, None, (), "run a batch job (YAML spec) on Ray Data"),
+    ("verify", cmd_verify, VerifyConfig, ("output",), "check a batch output against its manifest (objects, sha256, "
+     "duplicates, count)"),
     ("serve", cmd_serve, ServeConfig, ("model",), "serve the HTTP API with Ray Serve"),
     ("demo", cmd_demo, DemoConfig, (), "demo-data → prepare → train → batch, all local"),
     ("evaluate", cmd_evaluate, EvalConfig, ("model",),
@@ -227,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"ray-gan {args.command}: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    except VerifyFailed:
+        return 1
     except (StorageError, TrainError, BatchError, ValueError, FileNotFoundError, yaml.YAMLError) as exc:
         print(f"ray-gan {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -395,6 +395,14 @@ def check_edits(v: dict[str, float]) -> dict[str, float]:
     return v
 
 
+class VerifyConfig(_Strict):
+    """``ray-gan verify``: audit a batch output (or a served request's output) against its manifest."""
+
+    output: str = Field(description="The job's output URI (where job.json and manifest/ are).")
+    workers: int = Field(16, ge=1, le=256, description="Threads reading and hashing image objects.")
+    max_problems: int = Field(200, ge=1, le=100_000, description="Problems listed (the rest are counted).")
+
+
 class BatchJobSpec(_Strict):
     """``ray-gan batch JOB.yaml``: thousands to millions of style variants with a Parquet manifest."""
 

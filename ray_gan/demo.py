@@ -50,6 +50,7 @@ def run_demo(workdir: str = "ray-gan-demo", train_seconds: float = 180.0) -> dic
     print(f"\ndemo: done in {console.fmt_duration(time.monotonic() - t0)}.")
     for k, v in paths.items():
         print(f"  {k:12s} {v}")
-    print(f"\nNext: ray-gan generate {model} --n 8 --truncation 0.7 --out {workdir}/generated\n"
+    print(f"\nNext: ray-gan verify {batch}\n"
+          f"      ray-gan generate {model} --n 8 --truncation 0.7 --out {workdir}/generated\n"
           f"      ray-gan serve {model}")
     return paths

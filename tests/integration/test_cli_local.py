@@ -55,6 +55,7 @@ def test_cli_demo_data_prepare_train_generate_batch(tmp_path, ray_cluster):
         "job_id: cli\nmodel: model\nstyles: all\nvariants_per_style: 5\nseed_base: 5\ntruncation: 1.0\n"
         "output: batch\nchunk_size: 2\nreplicas: 1\n")
     _run(["batch", "job.yaml"], env, tmp_path)
+    _run(["verify", "batch"], env, tmp_path)  # exits non-zero on any problem
     table = pq.read_table(tmp_path / "batch" / "manifest")
     assert table.num_rows == 20
     # generate and batch agree byte for byte on (style, seed, truncation).

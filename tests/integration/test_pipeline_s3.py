@@ -121,6 +121,10 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
 
 
 def _check_manifest(output: str, expected_rows: int, weights_sha: str) -> None:
+    from ray_gan.batch.verify import verify_output
+
+    report = verify_output(output)  # ray-gan verify: objects, sha256, duplicates, count
+    assert report.ok and report.rows == expected_rows, report.summary()
     m = read_manifest(output).to_pylist()
     assert len(m) == expected_rows
     assert len({r["image_id"] for r in m}) == expected_rows  # no duplicate

@@ -106,6 +106,9 @@ def test_batch_with_style_controls_is_reproducible_from_each_row(base):
                         edits={"pc1": 1.5}, output=out)
     result = run_batch(spec)
     assert result.images == 15
+    from ray_gan.batch.verify import verify_output
+
+    assert verify_output(out).ok, verify_output(out).summary()
     rows = read_manifest(out).to_pylist()
     assert len(rows) == 15 and len({r["image_id"] for r in rows}) == 15
     r = Renderer(base["model"], "cpu")

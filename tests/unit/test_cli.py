@@ -44,6 +44,7 @@ CONFIGURED = [
     ("project", "ProjectConfig", ["m", "img.png", "--out", "o"], {"model": "m", "image": "img.png", "out": "o"}),
     ("blend", "BlendConfig", ["a", "b", "--out", "o"], {"a": "a", "b": "b", "out": "o"}),
     ("export", "ExportConfig", ["m"], {"model": "m"}),
+    ("verify", "VerifyConfig", ["out"], {"output": "out"}),
 ]
 
 

@@ -1,0 +1,109 @@
+"""``ray-gan verify OUT``: an audit of a batch job's output (or of an HTTP request's output
+directory) against its manifest.
+
+It checks that every manifest row's image object exists and has the recorded sha256, that
+no image id or object appears twice, that every row belongs to the job and its model
+digest, and — where ``job.json`` gives the spec — that the job is complete and the ids
+are exactly the ones the spec asks for (every style, variants ``0 … n-1``). Parts are read
+one at a time and objects are hashed on a thread pool, so a million-image output is
+checked in bounded memory (one set of ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pyarrow.parquet as pq
+
+from ray_gan import storage
+from ray_gan.manifest import MANIFEST_DIR
+
+JOB_JSON = "job.json"
+COLUMNS = ["job_id", "image_id", "style", "variant", "image_uri", "image_sha256", "weights_sha256"]
+
+
+@dataclass
+class VerifyReport:
+    output: str
+    rows: int = 0
+    objects_checked: int = 0
+    expected: int | None = None  # images the spec asks for (None: no job.json)
+    problems: list[str] = field(default_factory=list)
+    more_problems: int = 0  # beyond the ones listed
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, problem: str, limit: int) -> None:
+        if len(self.problems) < limit:
+            self.problems.append(problem)
+        else:
+            self.more_problems += 1
+
+    def summary(self) -> str:
+        head = (f"verify {self.output}: {self.rows} manifest rows, {self.objects_checked} objects checked"
+                + (f", {self.expected} images expected" if self.expected is not None else ", no job.json"))
+        if self.ok:
+            return head + ": OK"
+        lines = [head + f": {len(self.problems) + self.more_problems} problem(s)"] + [f"  - {p}" for p in self.problems]
+        if self.more_problems:
+            lines.append(f"  … and {self.more_problems} more")
+        return "\n".join(lines)
+
+
+def _check_object(uri: str, want: str) -> str | None:
+    try:
+        data = storage.read_bytes(uri)
+    except (storage.StorageError, FileNotFoundError, OSError) as e:
+        return f"{uri}: missing ({e})"
+    got = hashlib.sha256(data).hexdigest()
+    return None if got == want else f"{uri}: sha256 {got[:12]}… != manifest {want[:12]}…"
+
+
+def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> VerifyReport:
+    output = storage.normalize(output)
+    report = VerifyReport(output)
+    doc = storage.read_json(storage.join(output, JOB_JSON)) if storage.exists(storage.join(output, JOB_JSON)) else None
+    spec = doc["spec"] if doc else None
+    if doc is not None:
+        report.expected = len(doc["styles"]) * int(spec["variants_per_style"])
+        if doc.get("status") != "complete":
+            report.add(f"job.json status is {doc.get('status')!r}, not 'complete'", max_problems)
+    parts = storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))
+    if not parts:
+        report.add(f"no manifest parts under {storage.join(output, MANIFEST_DIR)}", max_problems)
+    ids: set[str] = set()
+    uris: set[str] = set()
+    styles = set(doc["styles"]) if doc else None
+    with ThreadPoolExecutor(workers) as pool:
+        for part in parts:
+            data = storage.read_bytes(storage.join(output, MANIFEST_DIR, part.key))
+            rows = pq.read_table(io.BytesIO(data), columns=COLUMNS).to_pylist()
+            report.rows += len(rows)
+            for r in rows:
+                where = f"{part.key}: {r['image_id']}"
+                if r["image_id"] in ids:
+                    report.add(f"{where}: duplicate image id", max_problems)
+                ids.add(r["image_id"])
+                if r["image_uri"] in uris:
+                    report.add(f"{where}: image object {r['image_uri']} listed twice", max_problems)
+                uris.add(r["image_uri"])
+                if doc is not None:
+                    if r["job_id"] != spec["job_id"]:
+                        report.add(f"{where}: job_id {r['job_id']!r}, not {spec['job_id']!r}", max_problems)
+                    if r["weights_sha256"] != doc["weights_sha256"]:
+                        report.add(f"{where}: rendered by weights {r['weights_sha256'][:12]}…, the job's are "
+                                   f"{doc['weights_sha256'][:12]}…", max_problems)
+                    if r["style"] not in styles or not 0 <= int(r["variant"]) < int(spec["variants_per_style"]):
+                        report.add(f"{where}: not an image of this job's spec", max_problems)
+            for problem in pool.map(lambda r: _check_object(r["image_uri"], r["image_sha256"]), rows):
+                report.objects_checked += 1
+                if problem:
+                    report.add(problem, max_problems)
+    if report.expected is not None and len(ids) != report.expected:
+        report.add(f"{len(ids)} distinct images in the manifest, the spec asks for {report.expected}", max_problems)
+    return report
