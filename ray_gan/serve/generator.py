@@ -121,6 +121,7 @@ class StyleGenerator:
 
         fmt, out, rows = sub["format"], [], []
         info = self.renderer.info
+        mix = MixSpec(**sub["mix"]) if sub.get("mix") else None
         for j, img in enumerate(images):
             seed = sub["seed"] + first + j
             data = encode(img, fmt)
@@ -135,7 +136,7 @@ class StyleGenerator:
                 rows.append(manifest_row(
                     job_id=sub["request_id"], image_id=iid, style=sub["style"], style_index=sub["style_index"],
                     variant=sub["variant"] + first + j, seed=seed, truncation=sub["truncation"],
-                    mix=MixSpec(**sub["mix"]) if sub.get("mix") else None, edits=sub.get("edits"),
+                    mix=mix, edits=sub.get("edits"),
                     model_uri=info.uri, weights_sha256=info.weights_sha256, uri=uri, data=data, fmt=fmt,
                     resolution=info.config.resolution, device=self.renderer.device.type))
             else:
