@@ -8,6 +8,12 @@ Writes through :func:`write_bytes` are atomic: a local file is written beside it
 target and renamed over it; an S3 object only becomes visible when its upload
 completes. A reader therefore never sees a half-written manifest, checkpoint or
 ``dataset.json``.
+
+S3 calls survive an unreachable or failing server: pyarrow's client retries each request
+(AWS standard strategy), and on top of that :func:`_retrying` repeats a whole read, write
+or stat with exponential backoff and jitter for up to ``RAY_GAN_S3_RETRY_S`` seconds
+(default 120) while the error is transient (connection refused or reset, timeouts, 5xx,
+throttling). A missing object, a missing bucket or refused credentials fail at once.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import random
+import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -25,6 +33,34 @@ import pyarrow.fs as pafs
 
 class StorageError(RuntimeError):
     """A storage location is missing, unreadable or misconfigured."""
+
+
+T = TypeVar("T")
+# Errors no retry can mend: what is missing or refused stays so.
+_PERMANENT = ("ACCESS_DENIED", "AccessDenied", "NO_SUCH_BUCKET", "NoSuchBucket", "InvalidAccessKeyId",
+              "SignatureDoesNotMatch", "INVALID_PARAMETER", "NoSuchKey", "Path does not exist")
+
+
+def _transient(exc: OSError) -> bool:
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    return not any(mark in str(exc) for mark in _PERMANENT)
+
+
+def _retrying(uri: str, call: Callable[[], T]) -> T:
+    """``call()``; on S3, repeated with backoff while it fails transiently (see module docstring)."""
+    if not is_s3(uri):
+        return call()
+    budget = float(os.environ.get("RAY_GAN_S3_RETRY_S", "120"))
+    deadline, delay = time.monotonic() + budget, 0.2
+    while True:
+        try:
+            return call()
+        except OSError as exc:
+            if not _transient(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 5.0)
 
 
 def is_s3(uri: str) -> bool:
@@ -49,7 +85,7 @@ def _s3_filesystem() -> pafs.S3FileSystem:
         token = os.environ.get("AWS_SESSION_TOKEN")
         if token:
             kwargs["session_token"] = token
-    return pafs.S3FileSystem(**kwargs)
+    return pafs.S3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5), **kwargs)
 
 
 _FS_CACHE: dict[tuple, pafs.FileSystem] = {}
@@ -106,7 +142,7 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> list[FileEn
     fs, root = filesystem(uri)
     selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     try:
-        infos = fs.get_file_info(selector)
+        infos = _retrying(uri, lambda: fs.get_file_info(selector))
     except OSError as exc:
         raise StorageError(f"cannot list {uri}: {exc}") from exc
     out = []
@@ -124,7 +160,7 @@ def list_files(uri: str, suffixes: tuple[str, ...] | None = None) -> list[FileEn
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     try:
-        return fs.get_file_info(path).type == pafs.FileType.File
+        return _retrying(uri, lambda: fs.get_file_info(path).type == pafs.FileType.File)
     except OSError as exc:
         raise StorageError(f"cannot stat {uri}: {exc}") from exc
 
@@ -136,9 +172,13 @@ def is_dir(uri: str) -> bool:
 
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
-    try:
+
+    def read() -> bytes:
         with fs.open_input_stream(path) as f:
             return f.read()
+
+    try:
+        return _retrying(uri, read)
     except FileNotFoundError as exc:
         raise StorageError(f"not found: {uri}") from exc
     except OSError as exc:
@@ -171,9 +211,13 @@ def write_bytes(uri: str, data: bytes) -> None:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         else:
-            # An S3 PUT (or multipart upload) is all-or-nothing: the object appears on close.
-            with fs.open_output_stream(path) as f:
-                f.write(data)
+            # An S3 PUT (or multipart upload) is all-or-nothing: the object appears on close,
+            # so a retried write leaves no partial object.
+            def put() -> None:
+                with fs.open_output_stream(path) as f:
+                    f.write(data)
+
+            _retrying(uri, put)
     except OSError as exc:
         raise StorageError(f"cannot write {uri}: {exc}") from exc
 

@@ -58,8 +58,7 @@ def s3_server(tmp_path_factory):
            f"-s3.config={cfg}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
            "-master.telemetry=false", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
            f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}"]
-    log = open(workdir / "weed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    log = open(workdir / "weed.log", "ab")
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                             "AWS_REGION")}
@@ -68,36 +67,48 @@ def s3_server(tmp_path_factory):
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint)
-    # Ready means a write lands, not just that the S3 port answers: the volume server
-    # comes up after the S3 gateway, and it refuses every write while its disk has less
-    # free space than it keeps in reserve (PutObject then fails with InternalError).
-    probe = f"ready-{uuid.uuid4().hex[:8]}"
-    made, deadline = False, time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"weed mini exited with {proc.returncode}: {(workdir / 'weed.log').read_text()[-2000:]}")
+    state: dict = {}
+
+    def start() -> None:
+        """(Re)start the server on the same ports and data; return once a write lands."""
+        proc = state["proc"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        # Ready means a write lands, not just that the S3 port answers: the volume server
+        # comes up after the S3 gateway, and it refuses every write while its disk has less
+        # free space than it keeps in reserve (PutObject then fails with InternalError).
+        probe = f"ready-{uuid.uuid4().hex[:8]}"
+        made, deadline = False, time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"weed mini exited with {proc.returncode}: {(workdir / 'weed.log').read_text()[-2000:]}")
+            try:
+                if not made:
+                    client.create_bucket(Bucket=probe)
+                    made = True
+                client.put_object(Bucket=probe, Key="probe", Body=b"ok")
+                client.delete_object(Bucket=probe, Key="probe")
+                client.delete_bucket(Bucket=probe)
+                return
+            except Exception as e:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    free_gb = shutil.disk_usage(workdir).free / 2**30
+                    pytest.fail(f"SeaweedFS S3 did not accept a write within 90 s ({e}); {free_gb:.1f} GiB free "
+                                f"on {workdir} (the volume server keeps a share of the disk free and refuses "
+                                f"writes below it): {(workdir / 'weed.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+
+    def stop() -> None:
+        proc = state["proc"]
+        proc.terminate()
         try:
-            if not made:
-                client.create_bucket(Bucket=probe)
-                made = True
-            client.put_object(Bucket=probe, Key="probe", Body=b"ok")
-            client.delete_object(Bucket=probe, Key="probe")
-            client.delete_bucket(Bucket=probe)
-            break
-        except Exception as e:  # noqa: BLE001 - not up yet
-            if time.monotonic() > deadline:
-                proc.kill()
-                free_gb = shutil.disk_usage(workdir).free / 2**30
-                pytest.fail(f"SeaweedFS S3 did not accept a write within 90 s ({e}); {free_gb:.1f} GiB free "
-                            f"on {workdir} (the volume server keeps a share of the disk free and refuses "
-                            f"writes below it): {(workdir / 'weed.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield {"endpoint": endpoint, "client": client}
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    start()
+    yield {"endpoint": endpoint, "client": client, "stop": stop, "start": start}
+    stop()
     log.close()
     for k, v in saved.items():
         if v is None:

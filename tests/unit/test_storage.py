@@ -68,3 +68,37 @@ def test_endpoint_without_scheme_and_cache_follows_env(monkeypatch):
     monkeypatch.setenv("AWS_SESSION_TOKEN", "t2")
     fs2, _ = storage.filesystem("s3://b/k")
     assert fs2 is not fs1  # a changed credential variable gives a new client
+
+
+def test_only_transient_s3_errors_are_retried(monkeypatch):
+    from ray_gan.storage import _retrying, _transient
+
+    assert _transient(OSError("AWS Error NETWORK_CONNECTION during PutObject operation: curlCode: 7"))
+    assert _transient(OSError("AWS Error SLOW_DOWN during PutObject operation"))
+    assert not _transient(FileNotFoundError("Path does not exist 'b/k'"))
+    assert not _transient(OSError("AWS Error ACCESS_DENIED during HeadObject operation"))
+    assert not _transient(OSError("AWS Error NO_SUCH_BUCKET during CreateMultipartUpload operation"))
+    monkeypatch.setenv("RAY_GAN_S3_RETRY_S", "30")
+    monkeypatch.setattr("ray_gan.storage.time.sleep", lambda s: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 4:
+            raise OSError("AWS Error NETWORK_CONNECTION: Connection refused")
+        return "ok"
+
+    assert _retrying("s3://b/k", flaky) == "ok" and len(calls) == 4
+    calls.clear()
+
+    def denied():
+        calls.append(1)
+        raise OSError("AWS Error ACCESS_DENIED")
+
+    import pytest
+
+    with pytest.raises(OSError, match="ACCESS_DENIED"):
+        _retrying("s3://b/k", denied)
+    assert len(calls) == 1  # a refusal is not retried
+    with pytest.raises(OSError):
+        _retrying("/local/path", lambda: (_ for _ in ()).throw(OSError("disk")))  # local: never retried
