@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from ray_gan import storage
+from ray_gan.batch.job import JOB_JSON
 from ray_gan.manifest import MANIFEST_DIR
 
-JOB_JSON = "job.json"
 COLUMNS = ["job_id", "image_id", "style", "variant", "image_uri", "image_sha256", "weights_sha256"]
 
 
@@ -67,7 +67,8 @@ def _check_object(uri: str, want: str) -> str | None:
 def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> VerifyReport:
     output = storage.normalize(output)
     report = VerifyReport(output)
-    doc = storage.read_json(storage.join(output, JOB_JSON)) if storage.exists(storage.join(output, JOB_JSON)) else None
+    job_json = storage.join(output, JOB_JSON)
+    doc = storage.read_json(job_json) if storage.exists(job_json) else None
     spec = doc["spec"] if doc else None
     if doc is not None:
         report.expected = len(doc["styles"]) * int(spec["variants_per_style"])
