@@ -4,13 +4,14 @@
 
 The server is this process's local Ray with the Serve app of a 32 px ``stylegan`` (the
 default preset; untrained weights render as fast as trained ones), one StyleGenerator
-replica, deployed twice: with batching (the config's defaults) and without
-(``batching: false``). For each, a client process (``--client``, asyncio + aiohttp) runs
+replica, deployed three times: with batching (the config's defaults: ``ingress: direct``),
+without (``batching: false``), and with batching behind Ray's HTTP proxy
+(``ingress: proxy``, 1 and 16 clients). Serve is started afresh for each. For each, a client process (``--client``, asyncio + aiohttp) runs
 ``c`` closed-loop clients for each concurrency ``c``, each asking for ``--n`` images of
 one style per request, and reports requests/s, images/s, p50/p99 latency and errors by
 kind. Then a burst of ``--burst`` simultaneous requests shows overload: only 200s and
 fast 503s. The baseline, measured in the same run, is a raw ``Renderer.render`` of the
-same ``n`` images in this process: the p50 overhead of the HTTP path is p50 − raw.
+same ``n`` images in this process (the faster of eager and traced): the p50 overhead of the HTTP path is p50 − raw.
 
 Prints a Markdown table for ``docs/benchmarks.md`` and writes the JSON to ``--json``.
 """
@@ -156,16 +157,16 @@ def _floor_app():
     return Floor.bind(Echo.bind())
 
 
-def _raw_forward_ms(model: str, n: int, threads: int, reps: int = 50) -> float:
+def _raw_forward_ms(model: str, n: int, threads: int, traced: bool, reps: int = 50) -> float:
     """Median ms of rendering ``n`` images in this process with ``threads`` torch threads
-    (a replica's: Ray gives an actor as many as its num_cpus)."""
+    (a replica's: Ray gives an actor as many as its num_cpus), eager or traced."""
     import torch
 
     from ray_gan.generate.render import Renderer
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    r = Renderer(model, "cpu")
+    r = Renderer(model, "cpu", traced=traced)
     for _ in range(5):
         r.render([0] * n, list(range(n)))
     times = []
@@ -190,7 +191,8 @@ def main() -> None:
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--arch", default="stylegan")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--modes", default="batched,unbatched")
+    p.add_argument("--modes", default="batched,unbatched,proxy",
+                   help="batched and unbatched: ingress direct; proxy: batched behind Ray's HTTP proxy")
     p.add_argument("--json", default="", help="write the results here too")
     args = p.parse_args()
     if args.client:
@@ -210,32 +212,39 @@ def main() -> None:
     torch.manual_seed(0)
     model = os.path.join(work, "model")
     ckpt.write_generator_model(model, build_generator(cfg).eval(), cfg, ["a", "b", "c"], step=1)
-    raw_ms = _raw_forward_ms(model, args.n, threads=max(1, int(ServeConfig.from_flat(model=model).replicas.num_cpus)))
+    threads = max(1, int(ServeConfig.from_flat(model=model).replicas.num_cpus))
+    raw = {t: _raw_forward_ms(model, args.n, threads, traced=(t == "traced")) for t in ("eager", "traced")}
+    raw_ms = min(raw.values())  # the faster of the two is the baseline
     body = {"styles": ["a"], "n": args.n, "seed": 1}
     url = f"http://127.0.0.1:{args.port}/v1/variants"
     results: dict = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "code": code_state(), "cores": os.cpu_count(),
                      "model": f"{args.arch} {args.resolution}px", "images_per_request": args.n,
-                     "raw_forward_ms": raw_ms, "modes": {}}
+                     "raw_forward_ms": raw_ms, "raw_forward_ms_by_kind": raw, "modes": {}}
     from ray_gan.runtime import init_ray
+    from ray_gan.serve.app import direct_ingress_env
 
     init_ray()
-    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    # Ray Serve's floor, in the same (direct) ingress mode: no work behind the same shape
+    floor_cfg = ServeConfig.from_flat(model=model, port=args.port)
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port + 100},
+                controller_options={"runtime_env": {"env_vars": direct_ingress_env(floor_cfg)}})
     serve.run(_floor_app(), name="floor", route_prefix="/")
     results["serve_floor"] = _run_client(url, body, ["--levels", "1", "--seconds", str(args.seconds),
                                                      "--warmup", str(args.warmup)])[0]
-    serve.delete("floor")
+    serve.shutdown()  # Serve keeps the settings it starts with: each mode starts it afresh
     for mode in args.modes.split(","):
-        serve_cfg = ServeConfig.from_flat(model=model, port=args.port, batching=(mode == "batched"))
+        serve_cfg = ServeConfig.from_flat(model=model, port=args.port, batching=(mode != "unbatched"),
+                                          ingress="proxy" if mode == "proxy" else "direct")
         run_server(serve_cfg, blocking=False)
-        rows = _run_client(url, body, ["--levels", args.levels, "--seconds", str(args.seconds),
+        levels = args.levels if mode != "proxy" else "1,16"
+        rows = _run_client(url, body, ["--levels", levels, "--seconds", str(args.seconds),
                                        "--warmup", str(args.warmup)])
         entry = {"levels": rows}
         if mode == "batched":
             entry["burst"] = _run_client(url, body, ["--burst", str(args.burst or 512)])[0]
         results["modes"][mode] = entry
-        serve.delete("ray-gan")
+        serve.shutdown()
         print(json.dumps({mode: entry}), flush=True)
-    serve.shutdown()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -250,8 +259,10 @@ def report(results: dict) -> str:
             rows.append([mode, str(r["clients"]), f"{r['rps']:.1f}", f"{r['images_per_s']:.0f}", f"{r['p50_ms']:.0f}",
                          f"{r['p99_ms']:.0f}", ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"])
     text = [markdown_table(head, rows), ""]
-    text.append(f"Raw forward of {results['images_per_request']} images (baseline, same run): "
-                f"{results['raw_forward_ms']:.1f} ms.")
+    by_kind = results.get("raw_forward_ms_by_kind", {})
+    text.append(f"Raw forward of {results['images_per_request']} images (baseline, same run, the faster of "
+                f"eager and traced): {results['raw_forward_ms']:.1f} ms "
+                f"({', '.join(f'{k} {v:.1f}' for k, v in by_kind.items())}).")
     b = results["modes"].get("batched", {})
     lv = {r["clients"]: r for r in b.get("levels", [])}
     if lv:

@@ -592,6 +592,11 @@ class ServeConfig(_Strict):
                                       description="Model of a request that names none (default: the first).")
     host: str = Field("127.0.0.1", max_length=253, description="Address to bind; loopback by default.")
     port: int = Field(8000, ge=1, le=65535)
+    ingress: Literal["direct", "proxy"] = Field(
+        "direct", description="How HTTP reaches the ingress. direct: Ray Serve's throughput-optimized mode: the "
+        "ingress replica answers HTTP on port itself and calls the generators over gRPC (Ray's HTTP proxy moves "
+        "to a free port; on KubeRay the chart puts HAProxy on port in front of the ingress replicas). proxy: "
+        "Ray Serve's HTTP proxy on port forwards every request (slower).")
     access_log: bool = Field(True, description="Log every request in the replicas' logs (Ray Serve access log); "
                              "metrics count requests either way.")
     output_prefixes: list[str] = Field(default_factory=list, max_length=64,

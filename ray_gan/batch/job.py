@@ -72,7 +72,7 @@ class _GenerateChunks:
 
         self.spec = BatchJobSpec(**spec)
         self.output = output
-        self.renderer = Renderer(self.spec.model, device="cuda" if use_gpu else "cpu")
+        self.renderer = Renderer(self.spec.model, device="cuda" if use_gpu else "cpu", traced=True)
         if self.renderer.info.weights_sha256 != weights_sha256:
             raise BatchError(f"model {self.spec.model} changed while the job was running")
         self.weights_sha256 = weights_sha256

@@ -37,6 +37,7 @@ import torch
 
 from ray_gan.checkpoint import ModelInfo, load_generator
 from ray_gan.config import MixSpec
+from ray_gan.generate.forward import Forward
 from ray_gan.images import to_uint8
 
 RENDER_ALIGN = 16  # rows of a forward pass are a multiple of this
@@ -81,9 +82,11 @@ class Renderer:
     """A loaded EMA generator plus the deterministic rendering rules above."""
 
     def __init__(self, model_uri: str, device: str | None = None, step: int | None = None,
-                 weights_sha256: str | None = None, render_batch: int = RENDER_BATCH) -> None:
+                 weights_sha256: str | None = None, render_batch: int = RENDER_BATCH, traced: bool = False) -> None:
         """``step`` and ``weights_sha256`` pin the checkpoint (default: the latest);
-        ``render_batch``: rows per forward pass, a multiple of :data:`RENDER_ALIGN`."""
+        ``render_batch``: rows per forward pass, a multiple of :data:`RENDER_ALIGN`;
+        ``traced``: run the forward passes traced, without the GIL (same bytes; for
+        workers that render beside other Python threads, see :mod:`ray_gan.generate.forward`)."""
         if render_batch < RENDER_ALIGN or render_batch % RENDER_ALIGN:
             raise ValueError(f"render_batch must be a positive multiple of {RENDER_ALIGN}, not {render_batch}")
         self.render_batch = render_batch
@@ -94,6 +97,7 @@ class Renderer:
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
         self.G, self.info = load_generator(model_uri, self.device, step, weights_sha256)
+        self.forward = Forward(self.G, self.device, traced=traced)
         self._directions = None
         self.fingerprint = device_fingerprint(self.device)
 
@@ -164,14 +168,11 @@ class Renderer:
     def _forward(self, part: list[torch.Tensor], mix: MixSpec | None, edit_w: torch.Tensor | None) -> torch.Tensor:
         z, s, psi = part[:3]
         if not self.styled:
-            return self.G(z * psi[:, None], s)
-        G = self.G
-        w = self._w(z, s, psi, edit_w)
-        ws = w[:, None].repeat(1, G.num_ws, 1)
+            return self.forward.direct(z * psi[:, None], s)
+        ws = self._w(z, s, psi, edit_w)[:, None].repeat(1, self.G.num_ws, 1)
         if mix is not None:
-            idx = G.layer_range(mix.layers)
-            ws[:, idx] = self._w(part[3], part[4], psi, edit_w)[:, None]
-        return G.synthesis(ws, noise="const")
+            ws[:, self.G.layer_range(mix.layers)] = self._w(part[3], part[4], psi, edit_w)[:, None]
+        return self.forward.synthesis(ws)
 
     def w(self, styles: Sequence[int], seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
         """W latents (stylegan), truncated; for interpolation and projection."""
@@ -181,7 +182,7 @@ class Renderer:
             return self._w(z, s, torch.full((len(seeds),), float(truncation), device=self.device), None)
 
     def _w(self, z, s, psi, edit_w):
-        w = self.G.truncate(self.G.mapping(z, s), s, psi[:, None])
+        w = self.forward.styles(z, s, psi)
         return w if edit_w is None else w + edit_w.to(w)
 
     @torch.no_grad()
@@ -190,6 +191,6 @@ class Renderer:
         n, b = len(w), self.render_batch
         pad = (-n) % RENDER_ALIGN
         w = torch.cat([w, w[:1].expand(pad, -1)]) if pad else w
-        out = [to_uint8(self.G.synthesis(w[i : i + b, None].to(self.device).repeat(1, self.G.num_ws, 1),
-                                         noise="const")) for i in range(0, len(w), b)]
+        out = [to_uint8(self.forward.synthesis(w[i : i + b, None].to(self.device).repeat(1, self.G.num_ws, 1)))
+               for i in range(0, len(w), b)]
         return np.concatenate(out)[:n]

@@ -5,7 +5,9 @@ Deployments (all options come from the config, whether it arrives through
 
 * ``VariantsAPI`` (:mod:`ray_gan.serve.api`): the FastAPI ingress, ``ingress_replicas``
   replicas of ``ingress_cpus``; ``ingress_max_ongoing_requests`` requests each and
-  ``ingress_max_queued_requests`` queued before Serve's proxy answers 503 with Retry-After;
+  ``ingress_max_queued_requests`` queued before Serve answers 503 with Retry-After; HTTP
+  reaches it directly (``ingress: direct``, see :func:`direct_ingress_env`) or through Ray's
+  HTTP proxy (``ingress: proxy``);
 * ``StyleGenerator-<model>`` (:mod:`ray_gan.serve.generator`): one deployment per served
   model, ``num_replicas`` (or autoscaling between ``min_replicas`` and ``max_replicas``
   aiming at ``target_ongoing_requests``) of ``num_cpus``/``num_gpus``; each replica holds
@@ -20,6 +22,9 @@ replica verifies as it loads, and every response states.
 """
 
 from __future__ import annotations
+
+import socket
+import time
 
 from ray import serve
 
@@ -73,11 +78,73 @@ def build_app(args: dict) -> serve.Application:
     ).bind(cfg.model_dump(mode="json"), generators)
 
 
+def direct_ingress_env(cfg: ServeConfig) -> dict[str, str]:
+    """Ray Serve's settings for ``ingress: direct`` on a cluster that ``ray-gan serve``
+    starts Serve on (the environment of Serve's controller, which its proxy and replicas
+    inherit); empty for ``ingress: proxy``. On KubeRay the chart sets the pods' instead
+    (with HAProxy on the Serve port)."""
+    if cfg.ingress == "proxy":
+        return {}
+    return {
+        # Ray's documented high-throughput mode: ingress replicas serve HTTP themselves
+        # (no Python proxy hop) and deployments call each other over gRPC.
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        # The ingress replicas' HTTP servers: port, port + 1, … one per ingress replica
+        # (Ray's range excludes its maximum).
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(cfg.port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(cfg.port + cfg.replicas.ingress_replicas),
+        # Ray holds a stopping ingress replica open, and its port out of use, for a load
+        # balancer to deregister it; a local endpoint has none in front, and a replica
+        # that restarts must get its port back at once.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
+    }
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _answers(host: str, port: int, timeout_s: float = 30.0) -> bool:
+    """Whether GET /healthz on host:port answers 200 within ``timeout_s``."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def run_server(cfg: ServeConfig, blocking: bool = True) -> None:
-    """``ray-gan serve``: start Serve on ``cfg.host``:``cfg.port`` and deploy the app as ``ray-gan``."""
+    """``ray-gan serve``: start Serve and deploy the app as ``ray-gan``, answering on
+    ``cfg.host``:``cfg.port`` (``ingress: direct``: the ingress replica itself, Ray's proxy
+    on a free port; ``proxy``: Ray's proxy)."""
     from ray_gan.runtime import init_ray
 
     check_exposure(cfg.host, cfg.auth)
     init_ray()
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
-    serve.run(build_app(cfg.model_dump(mode="json")), name="ray-gan", route_prefix="/", blocking=blocking)
+    env = direct_ingress_env(cfg)
+    serve.start(http_options={"host": cfg.host, "port": _free_port(cfg.host) if env else cfg.port},
+                controller_options={"runtime_env": {"env_vars": env}} if env else None)
+    serve.run(build_app(cfg.model_dump(mode="json")), name="ray-gan", route_prefix="/", blocking=False)
+    if not _answers(cfg.host, cfg.port):
+        raise RuntimeError(
+            f"the app is deployed but nothing answers on {cfg.host}:{cfg.port}. A Serve instance that was already "
+            f"running on this Ray cluster keeps the settings it started with (ingress: {cfg.ingress} needs "
+            f"{'its own' if env else 'Ray’s HTTP proxy on this port'}): run `serve shutdown` first, or set "
+            f"ingress: {'proxy' if env else 'direct'}")
+    if blocking:
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            serve.shutdown()

@@ -54,7 +54,8 @@ class StyleGenerator:
         self.model = ServeModel(**model)
         b = ServeBatching(**batching)
         self.renderer = Renderer(self.model.uri, replica_device(ray.get_gpu_ids()), step=self.model.step,
-                                 weights_sha256=self.model.weights_sha256, render_batch=b.render_batch)
+                                 weights_sha256=self.model.weights_sha256, render_batch=b.render_batch,
+                                 traced=True)
         self.controls = model_controls(self.renderer.info, self.renderer.G, renderer=self.renderer)
         self._encode = ThreadPoolExecutor(b.encode_threads, thread_name_prefix="encode")
 

@@ -657,6 +657,29 @@ def test_serve_auth_secret_mounted_in_every_serving_pod():
 
 
 @pytest.mark.deploy
+def test_serve_ingress_mode_sets_ray_serve_high_throughput_env_on_serving_pods():
+    """ServeConfig ingress: direct (the default) → every pod of the serving cluster runs
+    Ray Serve's high-throughput mode behind HAProxy; ingress: proxy → neither variable; the
+    job clusters never get them."""
+    mode = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+    def serve_env(docs) -> list[dict]:
+        (svc,) = [d for d in docs if d["kind"] == "RayService"]
+        return [{e["name"]: e.get("value") for e in spec["containers"][0]["env"] if e["name"].startswith("RAY_SERVE")}
+                for _, spec in serve_pods(svc)]
+
+    docs = _rendered(["--set", "train.enabled=true"])
+    assert serve_env(docs) and all(env == mode for env in serve_env(docs))
+    for job in (d for d in docs if d["kind"] == "RayJob"):
+        for _, tmpl in pod_templates(job):
+            assert not [e for e in tmpl["spec"]["containers"][0].get("env", []) if e["name"] in mode]
+    proxy = _rendered(["--set", "rayService.serve.config.ingress=proxy"])
+    assert all(env == {} for env in serve_env(proxy))
+    (svc,) = [d for d in proxy if d["kind"] == "RayService"]
+    assert serve_app(svc)[1]["args"]["ingress"] == "proxy"
+
+
+@pytest.mark.deploy
 def test_serve_insecure_without_secret():
     """auth.insecure with no Secret: the app serves without tokens, nothing is mounted."""
     config = _package()

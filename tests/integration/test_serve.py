@@ -209,7 +209,8 @@ def test_schemathesis_finds_no_server_error_in_the_live_openapi(served, tmp_path
     cmd = [str(st) if st.exists() else "st", "run", f"{served['base']}/openapi.json", "--checks", "not_a_server_error",
            "-H", f"Authorization: Bearer {TOKEN}", "--max-examples", "40", "--seed", "1", "--workers", "1",
            "--request-timeout", "60", "--report", "junit", "--report-dir", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    # cwd: schemathesis keeps its example cache (.schemathesis/) in the working directory
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, cwd=tmp_path)
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, tail
     junit = next(tmp_path.rglob("*.xml")).read_text()
@@ -230,12 +231,10 @@ def test_overload_gets_only_200s_and_fast_503s_with_retry_after(served):
     statuses = result["statuses"]  # a 503 without Retry-After is counted as its own kind
     assert set(statuses) <= {"200", "503"}, statuses
     assert statuses.get("503", 0) > 0, "512 simultaneous requests should exceed the queues"
-    # The issue's bound is 2 s. Alone, and in bench/serve_load.py, the slowest 503 comes after
-    # 1.0-1.4 s on the 2-core machine; after the rest of the integration suite, Serve's Python
-    # proxy answers the same burst in 2.6-3.0 s (seen twice). 4 s keeps CI honest about
-    # "fast, bounded 503s, never a growing queue" without failing on a busy machine; the
-    # 2 s target is tracked in issue #18.
-    assert result["max_503_s"] < 4.0, f"a 503 took {result['max_503_s']:.2f} s"
+    # With Serve's Python proxy in front, the slowest 503 came after 2.6-3.0 s once the rest
+    # of the suite had run; the ingress replica answering HTTP itself (ingress: direct)
+    # answers the whole burst well inside the issue's 2 s (0.4-0.5 s alone).
+    assert result["max_503_s"] < 2.0, f"a 503 took {result['max_503_s']:.2f} s"
     assert statuses.get("200", 0) >= 16  # admitted work is done, not dropped
 
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from ray_gan.config import VariantsRequest
+from ray_gan.config import ServeConfig, VariantsRequest
 from ray_gan.serve.api import _invalid_body
 
 
@@ -79,3 +79,14 @@ def test_serve_config_names_unique_models_and_a_known_default():
 def test_the_body_model_bounds_every_field(body):
     with pytest.raises(ValidationError):
         VariantsRequest.model_validate(body)
+
+
+def test_direct_ingress_puts_each_ingress_replica_on_its_own_port_from_port():
+    from ray_gan.serve.app import direct_ingress_env
+
+    env = direct_ingress_env(ServeConfig.from_flat(model="m", port=9000, ingress_replicas=2))
+    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    # Ray allocates ingress HTTP ports from range(MIN, MAX): 9000 and 9001
+    assert (int(env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"]), int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"])) \
+        == (9000, 9002)
+    assert direct_ingress_env(ServeConfig.from_flat(model="m", ingress="proxy")) == {}

@@ -238,6 +238,21 @@ Environment of every ray_gan container: S3 settings and credentials by reference
 {{- end }}
 
 {{/*
+Ray Serve's high-throughput mode on every pod of the serving cluster, for ServeConfig
+ingress: direct (the default): HAProxy answers on port 8000 of each pod and balances over
+the ingress replicas, which serve HTTP themselves; deployments call each other over gRPC.
+Empty for ingress: proxy (Ray's Python HTTP proxy) and for job clusters.
+*/}}
+{{- define "ray-gan.serveIngressEnv" -}}
+{{- if and .serve (eq (default "direct" .ingress) "direct") -}}
+- name: RAY_SERVE_THROUGHPUT_OPTIMIZED
+  value: "1"
+- name: RAY_SERVE_ENABLE_HA_PROXY
+  value: "1"
+{{- end }}
+{{- end }}
+
+{{/*
 The /tmp emptyDir volume.
 */}}
 {{- define "ray-gan.tmpVolume" -}}
@@ -348,6 +363,7 @@ headGroupSpec:
           imagePullPolicy: {{ $v.image.pullPolicy }}
           env:
             {{- include "ray-gan.env" $root | nindent 12 }}
+            {{- include "ray-gan.serveIngressEnv" . | nindent 12 }}
           ports:
             - name: gcs-server
               containerPort: 6379
@@ -430,6 +446,7 @@ workerGroupSpecs:
             imagePullPolicy: {{ $v.image.pullPolicy }}
             env:
               {{- include "ray-gan.env" $root | nindent 14 }}
+              {{- include "ray-gan.serveIngressEnv" . | nindent 14 }}
             ports:
               - name: metrics
                 containerPort: 8080
