@@ -142,7 +142,9 @@ def cmd_export(a: argparse.Namespace) -> None:
 def cmd_batch(a: argparse.Namespace) -> None:
     from ray_gan.batch.job import load_spec, run_batch
 
-    run_batch(load_spec(a.spec))
+    if a.max_chunks is not None and a.max_chunks < 1:
+        raise SystemExit("ray-gan batch: --max-chunks must be at least 1")
+    run_batch(load_spec(a.spec), max_chunks=a.max_chunks)
 
 
 def cmd_verify(a: argparse.Namespace) -> None:
@@ -219,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         if config is None:  # batch: its whole spec is the file it is given
             s.add_argument("spec", help="JOB.yaml (local path or URI): a BatchJobSpec")
+            s.add_argument("--max-chunks", type=int, default=None, metavar="N",
+                           help="stop after N chunks (a preview or a partial run; running the job again "
+                                "completes it)")
         else:
             cli_flags.add_flags(s, config, positional, skip=("init_from", "freeze_d") if name == "train" else ())
         s.set_defaults(func=func)

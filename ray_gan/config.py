@@ -421,6 +421,8 @@ class BatchJobSpec(_Strict):
     replicas: int = Field(2, ge=1, description="Generator actors in the Ray Data actor pool.")
     gpus_per_replica: float = Field(0.0, ge=0.0)
     cpus_per_replica: float = Field(1.0, gt=0.0)
+    write_threads: int = Field(4, ge=1, le=64, description="Threads per replica that encode, hash and write "
+                               "images while the next micro-batch renders.")
 
     @field_validator("job_id")
     @classmethod

@@ -1,17 +1,23 @@
 """``ray-gan batch JOB.yaml``: style variants at scale on Ray Data, with a Parquet manifest.
 
-Work is cut into *chunks* (``chunk_size`` consecutive variants of one style). Each chunk
-is one row of a Ray Dataset, mapped by a fixed-size pool of generator actors
-(``replicas``, each with ``gpus_per_replica``). An actor renders its chunk, writes the
-images it does not find already written, then writes the chunk's manifest part — last,
-atomically. Hence, for any interruption:
+Work is cut into *chunks* (``chunk_size`` consecutive variants of one style), numbered
+style by style. The chunk numbers are generated on the cluster (``ray.data.range``), so the
+driver never holds a list of the work, and mapped by a fixed-size pool of generator actors
+(``ActorPoolStrategy``: ``replicas``, each with ``gpus_per_replica``). An actor checks
+whether its chunk's manifest part exists (complete: skipped), else renders the chunk,
+encodes and writes its images on ``write_threads`` while rendering goes on, then writes the
+chunk's manifest part — last, atomically. Hence, for any interruption:
 
 * a manifest row exists only if its image object was written before it;
-* a chunk whose part exists is complete and is skipped on a re-run;
-* a re-run renders only the chunks without a part and writes only the images that are
-  missing; a row for an image kept from the interrupted run records the stored bytes'
-  sha256 (they match a fresh render on the same kind of device);
+* a chunk whose part exists is complete and is skipped on a re-run (one existence check per
+  chunk; the output is never listed);
+* a re-run renders and writes again only the chunks without a part, so each part
+  describes exactly the bytes stored;
 * part names are fixed per chunk, so the manifest never holds a duplicate row.
+
+``job.json`` records the spec and model digest at the start, and at the end of each run its
+status (``complete``, ``incomplete`` after ``max_chunks``, ``failed`` with the error), that
+run's counts, timings, throughput and device fingerprint.
 
 Output layout::
 
@@ -23,6 +29,8 @@ Output layout::
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,11 +40,12 @@ from ray_gan import storage
 from ray_gan.checkpoint import read_model_info
 from ray_gan.config import BatchJobSpec
 from ray_gan.generate.controls import ControlError, check_controls, model_controls
-from ray_gan.manifest import EXTENSIONS, IMAGES_DIR, MANIFEST_DIR, image_uri, manifest_row, read_manifest, write_part
+from ray_gan.manifest import IMAGES_DIR, MANIFEST_DIR, image_uri, manifest_row, read_manifest, write_part
 
 __all__ = ["BatchError", "BatchResult", "IMAGES_DIR", "MANIFEST_DIR", "load_spec", "read_manifest", "run_batch"]
 
 JOB_JSON = "job.json"
+MAX_BLOCKS = 1024  # blocks of the work-unit dataset, whatever the job's size
 # Spec fields that define *which* images a job makes; the rest only say how fast.
 IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "mix", "edits",
                    "image_format", "chunk_size")
@@ -64,64 +73,105 @@ def part_name(style_index: int, chunk: int) -> str:
     return f"part-s{style_index:03d}-c{chunk:07d}.parquet"
 
 
-class _GenerateChunks:
-    """Ray Data actor UDF: one generator replica."""
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Work unit ``g`` of a job, computed where it runs (never listed in the driver):
+    units are numbered style by style, ``chunks_per_style`` each."""
 
-    def __init__(self, spec: dict, output: str, weights_sha256: str, use_gpu: bool) -> None:
+    styles: tuple[str, ...]
+    style_indices: tuple[int, ...]
+    variants_per_style: int
+    chunk_size: int
+
+    @property
+    def chunks_per_style(self) -> int:
+        return -(-self.variants_per_style // self.chunk_size)
+
+    @property
+    def total_chunks(self) -> int:
+        return len(self.styles) * self.chunks_per_style
+
+    def chunk(self, g: int) -> tuple[str, int, int, int, int]:
+        """(style, style index, chunk within the style, first variant, variants)."""
+        i, c = divmod(int(g), self.chunks_per_style)
+        start = c * self.chunk_size
+        return self.styles[i], self.style_indices[i], c, start, min(self.chunk_size, self.variants_per_style - start)
+
+
+class _GenerateChunks:
+    """Ray Data actor UDF: one generator replica. A work unit whose manifest part exists is
+    complete and skipped (one existence check per unit). Otherwise the unit is rendered in
+    micro-batches; each image is encoded, hashed and written on ``write_threads`` while the
+    next micro-batch renders (the traced forward runs without the GIL), and the unit's
+    manifest part is written last. Images of a unit an interrupted run left without a part
+    are written again: the part then describes exactly the bytes stored."""
+
+    def __init__(self, spec: dict, output: str, weights_sha256: str, use_gpu: bool, plan: ChunkPlan,
+                 write_threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         from ray_gan.generate.render import Renderer
 
         self.spec = BatchJobSpec(**spec)
-        self.output = output
+        self.output, self.plan = output, plan
         self.renderer = Renderer(self.spec.model, device="cuda" if use_gpu else "cpu", traced=True)
         if self.renderer.info.weights_sha256 != weights_sha256:
             raise BatchError(f"model {self.spec.model} changed while the job was running")
         self.weights_sha256 = weights_sha256
+        self.pool = ThreadPoolExecutor(write_threads, thread_name_prefix="write")
+        self.device = json.dumps(self.renderer.fingerprint, sort_keys=True)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+    def _write(self, style: str, s_idx: int, variant: int, seed: int, psi: float, img: np.ndarray) -> dict:
         from ray_gan.images import encode
 
-        spec, out = self.spec, {"part": [], "images": [], "written": []}
-        res = self.renderer.info.config.resolution
-        device = self.renderer.device.type
-        for style, s_idx, chunk, start, count, existing in zip(
-            batch["style"], batch["style_index"], batch["chunk"], batch["start"], batch["count"], batch["existing"]
-        ):
-            style, s_idx, chunk, start, count = str(style), int(s_idx), int(chunk), int(start), int(count)
-            have = set(existing) if existing is not None else set()
-            variants = list(range(start, start + count))
+        spec = self.spec
+        iid = image_id(style, variant)
+        data = encode(img, spec.image_format)
+        uri = image_uri(self.output, style, iid, spec.image_format)
+        storage.write_bytes(uri, data)
+        return manifest_row(
+            job_id=spec.job_id, image_id=iid, style=style, style_index=s_idx, variant=variant, seed=seed,
+            truncation=psi, mix=spec.mix, edits=spec.edits, model_uri=self.renderer.info.uri,
+            weights_sha256=self.weights_sha256, uri=uri, data=data, fmt=spec.image_format,
+            resolution=self.renderer.info.config.resolution, device=self.renderer.device.type)
+
+    def _run_chunk(self, g: int) -> dict:
+        spec = self.spec
+        style, s_idx, chunk, start, count = self.plan.chunk(g)
+        name = part_name(s_idx, chunk)
+        if storage.exists(storage.join(self.output, MANIFEST_DIR, name)):
+            return {"images": count, "written": 0, "skipped": 1, "render_s": 0.0, "write_s": 0.0}
+        psi = spec.truncation_for(style)
+        step = self.renderer.render_batch
+        futures, t0 = [], time.perf_counter()
+        render_s = 0.0
+        for a in range(start, start + count, step):
+            variants = list(range(a, min(a + step, start + count)))
             seeds = [spec.seed_base + v for v in variants]
-            psi = spec.truncation_for(style)
-            images = self.renderer.render([s_idx] * count, seeds, psi, mix=spec.mix, edits=spec.edits or None)
-            rows, written = [], 0
-            for v, seed, img in zip(variants, seeds, images):
-                iid = image_id(style, v)
-                data = encode(img, spec.image_format)
-                uri = image_uri(self.output, style, iid, spec.image_format)
-                if uri.rsplit("/", 1)[-1] in have:
-                    # Left by an interrupted run: keep it, and describe the bytes that are
-                    # actually stored (they may come from another device or encoder).
-                    data = storage.read_bytes(uri)
-                else:
-                    storage.write_bytes(uri, data)
-                    written += 1
-                rows.append(manifest_row(
-                    job_id=spec.job_id, image_id=iid, style=style, style_index=s_idx, variant=v, seed=seed,
-                    truncation=psi, mix=spec.mix, edits=spec.edits, model_uri=self.renderer.info.uri,
-                    weights_sha256=self.weights_sha256, uri=uri, data=data, fmt=spec.image_format,
-                    resolution=res, device=device))
-            name = part_name(s_idx, chunk)
-            write_part(self.output, name, rows)
-            out["part"].append(name)
-            out["images"].append(count)
-            out["written"].append(written)
+            t = time.perf_counter()
+            images = self.renderer.render([s_idx] * len(variants), seeds, psi, mix=spec.mix,
+                                          edits=spec.edits or None)
+            render_s += time.perf_counter() - t
+            futures += [self.pool.submit(self._write, style, s_idx, v, seed, psi, img)
+                        for v, seed, img in zip(variants, seeds, images)]
+        rows = [f.result() for f in futures]  # in variant order; the first failure is raised
+        write_part(self.output, name, rows)
+        return {"images": count, "written": count, "skipped": 0, "render_s": render_s,
+                "write_s": time.perf_counter() - t0 - render_s}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        results = [self._run_chunk(int(g)) for g in batch["id"]]
+        out = {k: [r[k] for r in results] for k in results[0]}
+        out["device"] = [self.device] * len(results)
         return out
 
 
-def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> bool:
-    """True if this output already holds this very job; raise if it holds another."""
+def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> dict | None:
+    """The job.json of this very job if the output already holds it (None if it holds no
+    job); raise if it holds another."""
     uri = storage.join(output, JOB_JSON)
     if not storage.exists(uri):
-        return False
+        return None
     prev = storage.read_json(uri)
     mine = spec.model_dump()
     diffs = [f for f in IDENTITY_FIELDS if prev["spec"].get(f) != mine[f]]
@@ -136,10 +186,19 @@ def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> boo
             f"(weights {prev['weights_sha256'][:12]}… → {weights_sha256[:12]}…); "
             "its images would not match: use a new output URI"
         )
-    return True
+    return prev
 
 
-def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchResult:
+def _num_blocks(total_chunks: int, replicas: int) -> int:
+    """Blocks of the work-unit dataset: enough for every replica to stay busy, few enough
+    that the driver's bookkeeping does not grow with the job (at most MAX_BLOCKS)."""
+    return max(1, min(total_chunks, max(8 * replicas, min(MAX_BLOCKS, -(-total_chunks // 16)))))
+
+
+def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks: int | None = None) -> BatchResult:
+    """Run (or complete) the job. ``max_chunks``: stop once this many work units have been
+    handled in this run (a preview or a partial run; ``job.json`` says ``incomplete`` and a
+    later run completes the job)."""
     import ray
 
     from ray_gan.runtime import init_ray
@@ -154,61 +213,95 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print) -> BatchRe
     except ControlError as e:
         raise BatchError(str(e)) from None
     output = storage.normalize(spec.output)
-    rerun = _check_job_json(output, spec, info.weights_sha256)
-    job_doc = {"spec": spec.model_dump(), "weights_sha256": info.weights_sha256, "model_step": info.step,
-               "styles": styles, "status": "running"}
-    storage.write_json(storage.join(output, JOB_JSON), job_doc)
-
-    done = {p.key for p in storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))}
-    chunks, skipped = [], 0
-    for style, s_idx in zip(styles, style_idx):
-        for c, start in enumerate(range(0, spec.variants_per_style, spec.chunk_size)):
-            if part_name(s_idx, c) in done:
-                skipped += 1
-                continue
-            count = min(spec.chunk_size, spec.variants_per_style - start)
-            chunks.append({"style": style, "style_index": s_idx, "chunk": c, "start": start, "count": count})
-    existing: dict[str, set[str]] = {}
-    if chunks and rerun:  # only an interrupted run can have images without a manifest part
-        for e in storage.list_files(storage.join(output, IMAGES_DIR)):
-            style, _, key = e.key.partition("/")
-            existing.setdefault(style, set()).add(key)
-    ext = EXTENSIONS[spec.image_format]
-    for ch in chunks:
-        have = existing.get(ch["style"], set())
-        ch["existing"] = [k for v in range(ch["start"], ch["start"] + ch["count"])
-                          if (k := f"{image_id(ch['style'], v)}.{ext}") in have]
-
+    prev = _check_job_json(output, spec, info.weights_sha256)
+    plan = ChunkPlan(tuple(styles), tuple(style_idx), spec.variants_per_style, spec.chunk_size)
     total = len(styles) * spec.variants_per_style
-    log(f"batch {spec.job_id}: {total} images in {len(chunks) + skipped} chunks; "
-        f"{skipped} already complete, {len(chunks)} to run on {spec.replicas} replicas → {output}")
-    written = run_images = 0
-    if chunks:
-        from ray_gan.console import Progress
-
-        init_ray()
-        use_gpu = spec.gpus_per_replica > 0
-        ds = ray.data.from_items(chunks, override_num_blocks=len(chunks)).map_batches(
-            _GenerateChunks,
-            fn_constructor_kwargs=dict(spec=spec.model_dump(), output=output, weights_sha256=info.weights_sha256,
-                                       use_gpu=use_gpu),
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=spec.replicas),
-            num_cpus=spec.cpus_per_replica,
-            num_gpus=spec.gpus_per_replica if use_gpu else None,
-        )
-        with Progress("batch", sum(ch["count"] for ch in chunks), "images", status="starting replicas") as bar:
-            for row in ds.iter_rows():
-                run_images += int(row["images"])
-                written += int(row["written"])
-                bar.update(run_images)
-    job_doc.update(status="complete", images=total,
-                   completed=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    storage.write_json(storage.join(output, JOB_JSON), job_doc)
     manifest = storage.join(output, MANIFEST_DIR)
-    log(f"batch {spec.job_id}: complete: {total} images under {storage.join(output, IMAGES_DIR)}, "
-        f"manifest {manifest} ({written} images written this run)")
-    return BatchResult(output, total, len(chunks), skipped, written, manifest)
+    if prev is not None and prev.get("status") == "complete":
+        log(f"batch {spec.job_id}: already complete ({total} images) → {output}; `ray-gan verify {output}` audits it")
+        return BatchResult(output, total, 0, plan.total_chunks, 0, manifest)
+
+    started = _now()
+    job_doc = {"spec": spec.model_dump(), "weights_sha256": info.weights_sha256, "model_step": info.step,
+               "styles": styles, "status": "running", "images": total, "chunks": plan.total_chunks,
+               "started": started, "runs": (prev or {}).get("runs", 0) + 1}
+    storage.write_json(storage.join(output, JOB_JSON), job_doc)
+    log(f"batch {spec.job_id}: {total} images in {plan.total_chunks} chunks of {spec.chunk_size} on "
+        f"{spec.replicas} replicas → {output}" + (" (completing an earlier run)" if prev else ""))
+
+    from ray_gan.console import Progress
+
+    init_ray()
+    use_gpu = spec.gpus_per_replica > 0
+    # Work units are generated on the cluster (ids 0 … total_chunks − 1); the driver holds
+    # only running counts, whatever the job's size.
+    ds = ray.data.range(plan.total_chunks, override_num_blocks=_num_blocks(plan.total_chunks, spec.replicas))
+    ds = ds.map_batches(
+        _GenerateChunks,
+        fn_constructor_kwargs=dict(spec=spec.model_dump(), output=output, weights_sha256=info.weights_sha256,
+                                   use_gpu=use_gpu, plan=plan, write_threads=spec.write_threads),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=spec.replicas),
+        num_cpus=spec.cpus_per_replica,
+        num_gpus=spec.gpus_per_replica if use_gpu else None,
+    )  # Ray Data restarts a generator actor that dies and retries its chunk (max_restarts and
+    # max_task_retries -1 by default): the chunk is rendered and written again, its part last,
+    # so nothing is lost or duplicated (tests/integration/test_batch_scale.py).
+    counts = {"chunks_run": 0, "chunks_skipped": 0, "images_done": 0, "images_written": 0}
+    render_s = write_s = 0.0
+    device = None
+    t0 = time.monotonic()
+    first: float | None = None  # when the first chunk came back: the actors' start-up before it
+    status = "complete"
+    try:
+        with Progress("batch", total, "images", status="starting replicas") as bar:
+            for row in ds.iter_rows():
+                skipped = bool(row["skipped"])
+                counts["chunks_skipped" if skipped else "chunks_run"] += 1
+                counts["images_done"] += int(row["images"])
+                counts["images_written"] += int(row["written"])
+                render_s += float(row["render_s"])
+                write_s += float(row["write_s"])
+                device = device or json.loads(row["device"])
+                first = first if first is not None else time.monotonic() - t0
+                bar.update(counts["images_done"])
+                if max_chunks is not None and counts["chunks_run"] + counts["chunks_skipped"] >= max_chunks:
+                    status = "incomplete"
+                    break
+    except BaseException as e:
+        job_doc.update(status="failed", failure=f"{type(e).__name__}: {str(e)[:2000]}")
+        _finish(output, job_doc, counts, t0, first, render_s, write_s, device)
+        raise
+    job_doc["status"] = status
+    _finish(output, job_doc, counts, t0, first, render_s, write_s, device)
+    if status == "complete":
+        log(f"batch {spec.job_id}: complete: {total} images under {storage.join(output, IMAGES_DIR)}, "
+            f"manifest {manifest} ({counts['images_written']} images written this run, "
+            f"{job_doc['run']['images_per_s']:.0f} images/s)")
+    else:
+        log(f"batch {spec.job_id}: stopped after {max_chunks} chunks ({counts['images_done']} of {total} images); "
+            f"run it again to complete it")
+    return BatchResult(output, total, counts["chunks_run"], counts["chunks_skipped"], counts["images_written"],
+                       manifest)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _finish(output: str, job_doc: dict, counts: dict, t0: float, first: float | None, render_s: float,
+            write_s: float, device: dict | None) -> None:
+    """``job.json`` at the end of a run: status, this run's counts, timings (``startup_seconds``:
+    until the first chunk came back), throughput and device fingerprint (and the failure, if
+    it failed). ``render_seconds``/``write_seconds`` add up over the replicas."""
+    wall = time.monotonic() - t0
+    job_doc["run"] = {**counts, "seconds": round(wall, 3),
+                      "startup_seconds": None if first is None else round(first, 3),
+                      "images_per_s": counts["images_written"] / wall if wall > 0 else 0.0,
+                      "render_seconds": round(render_s, 3), "write_seconds": round(write_s, 3),
+                      "device": device}
+    job_doc["completed" if job_doc["status"] == "complete" else "ended"] = _now()
+    storage.write_json(storage.join(output, JOB_JSON), job_doc)
 
 
 def load_spec(path: str) -> BatchJobSpec:

@@ -1,0 +1,163 @@
+"""Batch throughput: ``ray-gan batch`` end to end over the raw generator forward.
+
+    python -m bench.batch_throughput [--per-style 2000] [--chunk-size 64] [--replicas 2]
+                                     [--arch stylegan] [--resolution 32] [--storage s3|local]
+
+End to end: a batch job of the default preset model (untrained weights render as fast as
+trained ones) that renders, encodes PNG, hashes and writes every image and its manifest to
+SeaweedFS (``weed mini`` on 127.0.0.1, started here; ``--storage local``: a local
+directory) on this machine's local Ray. Its images/s are counted from the first chunk back
+to the end (``job.json``'s ``startup_seconds`` — starting the actors and loading the model
+— is reported apart) and over the whole run. Baseline, measured in the same run on the
+same cores: the raw forward (``Renderer.render``, the faster of eager and traced, torch
+with one thread per core) of the same number of images in micro-batches of the job's
+``render_batch``. Target (issue #19): end to end ≥ 0.85 × raw at the default chunk size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from bench.common import code_state, cpu_flags, cpu_model, markdown_table
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_seaweedfs(work: str) -> tuple[subprocess.Popen, str]:
+    """``weed mini`` on loopback with telemetry off; sets the AWS variables; returns once a
+    write lands."""
+    import boto3
+
+    weed = shutil.which("weed") or os.path.join(os.path.dirname(sys.executable), "weed")
+    key, secret = "bench", "bench-secret"
+    cfg = os.path.join(work, "s3.json")
+    with open(cfg, "w") as f:
+        json.dump({"identities": [{"name": "bench", "credentials": [{"accessKey": key, "secretKey": secret}],
+                                   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
+    ports = {k: _free_port() for k in ("master", "volume", "filer", "s3")}
+    os.makedirs(os.path.join(work, "data"))
+    cmd = [weed, "mini", f"-dir={os.path.join(work, 'data')}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+           f"-s3.config={cfg}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+           "-master.telemetry=false", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+           f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}"]
+    log = open(os.path.join(work, "weed.log"), "ab")  # a file, never an unread pipe
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret,
+                      AWS_REGION="us-east-1")
+    client = boto3.client("s3", endpoint_url=endpoint)
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket)
+            client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
+            return proc, f"s3://{bucket}"
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("SeaweedFS did not come up; see weed.log") from None
+            time.sleep(0.5)
+
+
+def raw_forward_rate(model: str, n: int, render_batch: int) -> dict:
+    """Images/s of the bare forward (no encode, no write), eager and traced, all cores."""
+    import torch
+
+    from ray_gan.generate.render import Renderer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    out = {}
+    for kind in ("eager", "traced"):
+        r = Renderer(model, "cpu", render_batch=render_batch, traced=kind == "traced")
+        r.render([0] * render_batch, list(range(render_batch)))  # warm-up
+        t0 = time.perf_counter()
+        for a in range(0, n, render_batch):
+            r.render([0] * min(render_batch, n - a), list(range(a, min(a + render_batch, n))))
+        out[kind] = n / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--per-style", type=int, default=2000)
+    p.add_argument("--styles", type=int, default=3)
+    p.add_argument("--chunk-size", type=int, default=None, help="default: BatchJobSpec's")
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--arch", default="stylegan")
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--storage", choices=["s3", "local"], default="s3")
+    p.add_argument("--json", default="")
+    a = p.parse_args()
+
+    import torch
+
+    from ray_gan import checkpoint as ckpt
+    from ray_gan import storage
+    from ray_gan.batch.job import JOB_JSON, run_batch
+    from ray_gan.config import BatchJobSpec, ModelConfig
+    from ray_gan.generate.render import RENDER_BATCH
+    from ray_gan.models import build_generator
+    from ray_gan.runtime import init_ray
+
+    work = tempfile.mkdtemp(prefix="bench-batch-")
+    weed = None
+    try:
+        root = work
+        if a.storage == "s3":
+            weed, root = start_seaweedfs(os.path.join(work, "weed"))
+        styles = [f"s{i}" for i in range(a.styles)]
+        cfg = ModelConfig.default_for(a.arch, len(styles), a.resolution)
+        torch.manual_seed(0)
+        model = storage.join(root, "model")
+        ckpt.write_generator_model(model, build_generator(cfg).eval(), cfg, styles, step=1)
+        n = a.per_style * len(styles)
+        raw = raw_forward_rate(model, n, RENDER_BATCH)
+        init_ray()
+        chunk = {"chunk_size": a.chunk_size} if a.chunk_size else {}
+        spec = BatchJobSpec(job_id="bench", model=model, variants_per_style=a.per_style, replicas=a.replicas,
+                            output=storage.join(root, "out"), **chunk)
+        t0 = time.perf_counter()
+        run_batch(spec, log=lambda m: None)
+        wall = time.perf_counter() - t0
+        run = storage.read_json(storage.join(spec.output, JOB_JSON))["run"]
+        startup = run["startup_seconds"] or 0.0
+        steady = (n - spec.chunk_size) / max(run["seconds"] - startup, 1e-9)
+        best_raw = max(raw.values())
+        results = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "code": code_state(),
+                   "model": f"{a.arch} {a.resolution}px", "images": n, "chunk_size": spec.chunk_size,
+                   "replicas": a.replicas, "storage": a.storage, "raw_images_per_s": raw,
+                   "end_to_end_images_per_s": steady, "whole_run_images_per_s": n / wall,
+                   "startup_s": startup, "ratio": steady / best_raw, "run": run}
+    finally:
+        if weed is not None:
+            weed.terminate()
+            weed.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+    print(markdown_table(
+        ["model", "images", "chunk", "replicas", "storage", "raw forward img/s (eager / traced)",
+         "end to end img/s (after start-up)", "whole run img/s", "start-up s", "ratio"],
+        [[results["model"], str(n), str(spec.chunk_size), str(a.replicas), a.storage,
+          f"{raw['eager']:.0f} / {raw['traced']:.0f}", f"{steady:.0f}", f"{n / wall:.0f}", f"{startup:.1f}",
+          f"{results['ratio']:.2f}"]]))
+    print(f"Machine: {results['machine']} ({results['cores']} cores; {results['cpu_flags']}); code {results['code']}.")
+
+
+if __name__ == "__main__":
+    main()
