@@ -43,6 +43,7 @@ def start_seaweedfs(work: str) -> tuple[subprocess.Popen, str]:
 
     weed = shutil.which("weed") or os.path.join(os.path.dirname(sys.executable), "weed")
     key, secret = "bench", "bench-secret"
+    os.makedirs(work, exist_ok=True)
     cfg = os.path.join(work, "s3.json")
     with open(cfg, "w") as f:
         json.dump({"identities": [{"name": "bench", "credentials": [{"accessKey": key, "secretKey": secret}],

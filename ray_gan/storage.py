@@ -85,7 +85,11 @@ def _s3_filesystem() -> pafs.S3FileSystem:
         token = os.environ.get("AWS_SESSION_TOKEN")
         if token:
             kwargs["session_token"] = token
-    return pafs.S3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5), **kwargs)
+    # allow_delayed_open: an object smaller than one upload part goes up as one PutObject on
+    # close, instead of a multipart upload's three requests (5 vs 10 ms a PUT to SeaweedFS on
+    # the 2-core machine); either way the object appears whole or not at all.
+    return pafs.S3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5), allow_delayed_open=True,
+                             **kwargs)
 
 
 _FS_CACHE: dict[tuple, pafs.FileSystem] = {}
