@@ -293,7 +293,9 @@ def _finish(output: str, job_doc: dict, counts: dict, t0: float, first: float | 
             write_s: float, device: dict | None) -> None:
     """``job.json`` at the end of a run: status, this run's counts, timings (``startup_seconds``:
     until the first chunk came back), throughput and device fingerprint (and the failure, if
-    it failed). ``render_seconds``/``write_seconds`` add up over the replicas."""
+    it failed). ``render_seconds``: time in the forward; ``write_seconds``: time chunks waited for
+their writes once rendered (writes that overlapped rendering are not in it); both add up
+over the replicas."""
     wall = time.monotonic() - t0
     job_doc["run"] = {**counts, "seconds": round(wall, 3),
                       "startup_seconds": None if first is None else round(first, 3),
