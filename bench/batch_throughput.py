@@ -92,6 +92,17 @@ def raw_forward_rate(model: str, n: int, render_batch: int) -> dict:
     return out
 
 
+def _cpu_seconds(proc: subprocess.Popen | None) -> float:
+    """CPU seconds (user + system, all threads) ``proc`` has used so far (Linux /proc; 0
+    without a process). ``weed mini`` runs its master, volume, filer and S3 gateway in one
+    process."""
+    if proc is None:
+        return 0.0
+    with open(f"/proc/{proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--per-style", type=int, default=2000)
@@ -131,9 +142,11 @@ def main() -> None:
         chunk = {"chunk_size": a.chunk_size} if a.chunk_size else {}
         spec = BatchJobSpec(job_id="bench", model=model, variants_per_style=a.per_style, replicas=a.replicas,
                             output=storage.join(root, "out"), **chunk)
+        weed_cpu0 = _cpu_seconds(weed)
         t0 = time.perf_counter()
         run_batch(spec, log=lambda m: None)
         wall = time.perf_counter() - t0
+        weed_cpu = _cpu_seconds(weed) - weed_cpu0
         run = storage.read_json(storage.join(spec.output, JOB_JSON))["run"]
         startup = run["startup_seconds"] or 0.0
         steady = (n - spec.chunk_size) / max(run["seconds"] - startup, 1e-9)
@@ -142,7 +155,9 @@ def main() -> None:
                    "model": f"{a.arch} {a.resolution}px", "images": n, "chunk_size": spec.chunk_size,
                    "replicas": a.replicas, "storage": a.storage, "raw_images_per_s": raw,
                    "end_to_end_images_per_s": steady, "whole_run_images_per_s": n / wall,
-                   "startup_s": startup, "ratio": steady / best_raw, "run": run}
+                   "startup_s": startup, "ratio": steady / best_raw, "run": run,
+                   # the S3 server's share of the machine's CPU time during the run (0 for local disk)
+                   "s3_server_cpu_share": weed_cpu / (wall * (os.cpu_count() or 1))}
     finally:
         if weed is not None:
             weed.terminate()
@@ -153,10 +168,10 @@ def main() -> None:
             json.dump(results, f, indent=2)
     print(markdown_table(
         ["model", "images", "chunk", "replicas", "storage", "raw forward img/s (eager / traced)",
-         "end to end img/s (after start-up)", "whole run img/s", "start-up s", "ratio"],
+         "end to end img/s (after start-up)", "whole run img/s", "start-up s", "S3 server's CPU share", "ratio"],
         [[results["model"], str(n), str(spec.chunk_size), str(a.replicas), a.storage,
           f"{raw['eager']:.0f} / {raw['traced']:.0f}", f"{steady:.0f}", f"{n / wall:.0f}", f"{startup:.1f}",
-          f"{results['ratio']:.2f}"]]))
+          f"{results['s3_server_cpu_share']:.0%}", f"{results['ratio']:.2f}"]]))
     print(f"Machine: {results['machine']} ({results['cores']} cores; {results['cpu_flags']}); code {results['code']}.")
 
 

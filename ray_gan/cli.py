@@ -144,7 +144,16 @@ def cmd_batch(a: argparse.Namespace) -> None:
 
     if a.max_chunks is not None and a.max_chunks < 1:
         raise SystemExit("ray-gan batch: --max-chunks must be at least 1")
-    run_batch(load_spec(a.spec), max_chunks=a.max_chunks)
+    spec = load_spec(a.spec)
+    if a.compact and a.max_chunks is not None:
+        raise SystemExit("ray-gan batch: --compact merges a complete job's manifest; it cannot go with --max-chunks")
+    result = run_batch(spec, max_chunks=a.max_chunks)
+    if a.compact:
+        from ray_gan.manifest import compact_manifest
+
+        written, removed = compact_manifest(result.output)
+        print(f"batch {spec.job_id}: manifest compacted: {removed} parts merged into {written} range files "
+              f"under {result.manifest}", flush=True)
 
 
 def cmd_verify(a: argparse.Namespace) -> None:
@@ -224,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--max-chunks", type=int, default=None, metavar="N",
                            help="stop after N chunks (a preview or a partial run; running the job again "
                                 "completes it)")
+            s.add_argument("--compact", action="store_true",
+                           help="once the job is complete, merge its manifest parts into one Parquet file per "
+                                "style and range of 1024 chunks")
         else:
             cli_flags.add_flags(s, config, positional, skip=("init_from", "freeze_d") if name == "train" else ())
         s.set_defaults(func=func)

@@ -403,6 +403,59 @@ class VerifyConfig(_Strict):
     max_problems: int = Field(200, ge=1, le=100_000, description="Problems listed (the rest are counted).")
 
 
+class NearDuplicateGate(_Strict):
+    """Near-duplicate suppression: a candidate whose 64-bit perceptual hash (DCT pHash) is
+    within ``max_hamming`` bits of an image already accepted in the same work unit, or
+    whose pixels differ from it by at most ``max_rms``, is replaced. (Across units the run's hashes are compared afterwards, in the contact sheet:
+    a rule applied across units would make an image depend on which unit ran first.)"""
+
+    max_hamming: int = Field(4, ge=0, le=32, description="Largest pHash Hamming distance that is a near-duplicate.")
+    max_rms: float = Field(0.02, ge=0.0, le=0.5, description="Largest root-mean-square pixel difference (values "
+                           "in [0, 1], at most 32×32) that is a near-duplicate: catches flat, low-contrast "
+                           "images whose pHash bits are noise.")
+
+
+class TrainingCopyGate(_Strict):
+    """Rejection of near-copies of training images by the memorisation audit's rule: the
+    relative distance to the nearest training image (pixels, at most 32×32) at or below the
+    ``quantile`` of held-out val images' (per style where the style has val images)."""
+
+    quantile: float = Field(0.05, gt=0.0, lt=0.5, description="Calibration quantile of val → train scores.")
+    relative_k: int = Field(50, ge=0, le=1000, description="Relative distance over the k nearest (0: absolute).")
+
+
+class StyleConfidenceGate(_Strict):
+    """A minimum style confidence: the evaluation's style classifier (trained on the train
+    split when the job starts, seeded; its val accuracy goes in job.json) must give the
+    asked-for style at least ``min_confidence``."""
+
+    min_confidence: float = Field(gt=0.0, lt=1.0)
+    classifier_steps: int = Field(300, ge=10, le=100_000)
+
+
+class BatchGates(_Strict):
+    """Quality gates of a batch job, each optional. A rejected candidate is replaced by the
+    variant's next seed (``seed_base + variant + attempt · variants_per_style``), so the run
+    still delivers the requested count; each manifest row lists the seeds it skipped and why."""
+
+    near_duplicates: NearDuplicateGate | None = None
+    training_copies: TrainingCopyGate | None = None
+    style_confidence: StyleConfidenceGate | None = None
+    data: str | None = Field(None, description="Prepared dataset the training-data gates use; default: the one "
+                                               "the model was trained on (model.json).")
+    max_train: int = Field(10_000, ge=2, le=200_000, description="Training images the gates compare with "
+                                                                 "(evenly spaced).")
+    max_attempts: int = Field(16, ge=1, le=1000, description="Seeds tried per variant before the job fails.")
+
+    @property
+    def any(self) -> bool:
+        return any(g is not None for g in (self.near_duplicates, self.training_copies, self.style_confidence))
+
+    @property
+    def needs_data(self) -> bool:
+        return self.training_copies is not None or self.style_confidence is not None
+
+
 class BatchJobSpec(_Strict):
     """``ray-gan batch JOB.yaml``: thousands to millions of style variants with a Parquet manifest."""
 
@@ -423,6 +476,8 @@ class BatchJobSpec(_Strict):
     cpus_per_replica: float = Field(1.0, gt=0.0)
     write_threads: int = Field(4, ge=1, le=64, description="Threads per replica that encode, hash and write "
                                "images while the next micro-batch renders.")
+    gates: BatchGates | None = Field(None, description="Quality gates (near-duplicates, training copies, style "
+                                                       "confidence); none by default.")
 
     @field_validator("job_id")
     @classmethod
@@ -434,8 +489,20 @@ class BatchJobSpec(_Strict):
     _truncation = field_validator("truncation")(check_truncation)
     _edits = field_validator("edits")(check_edits)
 
+    @model_validator(mode="after")
+    def _seeds_fit(self) -> "BatchJobSpec":
+        attempts = self.gates.max_attempts if self.gates is not None and self.gates.any else 1
+        if self.seed_base + attempts * self.variants_per_style > SEED_MAX:
+            raise ValueError(f"seed_base + max_attempts × variants_per_style must be at most {SEED_MAX}")
+        return self
+
     def truncation_for(self, style: str) -> float:
         return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation
+
+    def seed(self, variant: int, attempt: int = 0) -> int:
+        """Seed of ``variant``'s candidate number ``attempt`` (0: the variant's own seed;
+        later ones replace candidates a quality gate rejected)."""
+        return self.seed_base + variant + attempt * self.variants_per_style
 
 
 class VariantsRequest(_Strict):

@@ -1,7 +1,8 @@
 """``ray-gan demo``: the whole pipeline on the built-in demo data, all local.
 
 demo-data → prepare (Ray Data) → train (Ray Train, 2 workers, a time budget of about
-three minutes) → batch (Ray Data, a few dozen variants per style). Re-running it
+three minutes) → batch (Ray Data, a few dozen variants per style, with the training-copy and
+near-duplicate gates; a contact sheet). Re-running it
 continues the training (``--resume``) and completes the batch without duplicates.
 When the CLI logs to a file (not ``--verbose``), the file moves into the working folder.
 """
@@ -39,17 +40,20 @@ def run_demo(workdir: str = "ray-gan-demo", train_seconds: float = 180.0) -> dic
     batch = os.path.join(batch, f"step-{result.step:08d}")
     spec = BatchJobSpec(job_id=f"demo-step-{result.step}", model=model, styles="all",
                         variants_per_style=VARIANTS_PER_STYLE, seed_base=0, truncation=0.8, output=batch,
-                        chunk_size=16, replicas=2)
-    run_batch(spec)
+                        chunk_size=16, replicas=2,
+                        # privacy and variety: no near-copy of a training image, no near-duplicate in a chunk
+                        gates={"training_copies": {}, "near_duplicates": {}})
+    res = run_batch(spec)
     paths = {
         "images": os.path.join(batch, "images"),
         "manifest": os.path.join(batch, "manifest"),
+        "contact_sheet": res.report,
         "sample_grid": result.sample_grid,
         "model": model,
     }
     print(f"\ndemo: done in {console.fmt_duration(time.monotonic() - t0)}.")
     for k, v in paths.items():
-        print(f"  {k:12s} {v}")
+        print(f"  {k:14s} {v}")
     print(f"\nNext: ray-gan verify {batch}\n"
           f"      ray-gan generate {model} --n 8 --truncation 0.7 --out {workdir}/generated\n"
           f"      ray-gan serve {model}")

@@ -9,6 +9,10 @@ Layout under a job's (or a request's) output::
 
     OUT/images/<style>/<image_id>.<ext>
     OUT/manifest/<part>.parquet
+
+A batch job writes one part per work unit (``part-s<style>-c<chunk>.parquet``);
+``ray-gan batch --compact`` merges them into one file per style and range of chunks
+(``range-s<style>-c<first>-c<last>.parquet``). Readers go through :func:`manifest_files`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,6 +55,13 @@ MANIFEST_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("device", pa.string()),
         ("created", pa.timestamp("ms", tz="UTC")),
+        # Quality gates (batch jobs): the candidate delivered (0: the variant's own seed),
+        # the seeds skipped before it and why, and what the gates measured (null: not measured).
+        ("attempt", pa.int32()),
+        ("skipped", pa.list_(pa.struct([("seed", pa.int64()), ("reason", pa.string())]))),
+        ("phash", pa.uint64()),
+        ("train_score", pa.float64()),
+        ("style_confidence", pa.float64()),
     ]
 )
 
@@ -60,8 +72,11 @@ def image_uri(output: str, style: str, image_id: str, fmt: str) -> str:
 
 def manifest_row(*, job_id: str, image_id: str, style: str, style_index: int, variant: int, seed: int,
                  truncation: float, mix: MixSpec | None, edits: dict[str, float] | None, model_uri: str,
-                 weights_sha256: str, uri: str, data: bytes, fmt: str, resolution: int, device: str) -> dict:
-    """The manifest row of one stored image (``data``: its bytes as stored)."""
+                 weights_sha256: str, uri: str, data: bytes, fmt: str, resolution: int, device: str,
+                 attempt: int = 0, skipped: list[tuple[int, str]] | None = None, phash: int | None = None,
+                 train_score: float | None = None, style_confidence: float | None = None) -> dict:
+    """The manifest row of one stored image (``data``: its bytes as stored; the quality
+    fields as :mod:`ray_gan.batch.gates` measured them)."""
     return {
         "job_id": job_id, "image_id": image_id, "style": style, "style_index": style_index, "variant": variant,
         "seed": seed, "truncation": float(truncation), "mix_layers": mix.layers if mix else None,
@@ -71,6 +86,10 @@ def manifest_row(*, job_id: str, image_id: str, style: str, style_index: int, va
         "weights_sha256": weights_sha256, "image_uri": uri, "image_sha256": hashlib.sha256(data).hexdigest(),
         "format": fmt, "width": resolution, "height": resolution, "device": device,
         "created": _dt.datetime.now(_dt.timezone.utc),
+        "attempt": int(attempt), "skipped": [{"seed": int(a), "reason": r} for a, r in (skipped or [])],
+        "phash": None if phash is None else int(phash),
+        "train_score": None if train_score is None else float(train_score),
+        "style_confidence": None if style_confidence is None else float(style_confidence),
     }
 
 
@@ -83,9 +102,80 @@ def write_part(output: str, name: str, rows: list[dict]) -> str:
     return uri
 
 
+def part_name(style_index: int, chunk: int) -> str:
+    """A batch job's manifest part: the rows of one work unit (chunk) of one style."""
+    return f"part-s{style_index:03d}-c{chunk:07d}.parquet"
+
+
+def range_name(style_index: int, first: int, last: int) -> str:
+    """A compacted manifest file: the rows of chunks ``first … last`` of one style."""
+    return f"range-s{style_index:03d}-c{first:07d}-c{last:07d}.parquet"
+
+
+_PART_RE = re.compile(r"^part-s(\d{3})-c(\d{7})\.parquet$")
+_RANGE_RE = re.compile(r"^range-s(\d{3})-c(\d{7})-c(\d{7})\.parquet$")
+
+
+def manifest_files(output: str) -> list[str]:
+    """URIs of the manifest files under ``output`` that hold its rows: compacted ranges, and
+    the parts no range covers (a compaction interrupted before it removed its parts leaves
+    both; the range then holds the rows)."""
+    names = [p.key for p in storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))]
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for n in names:
+        m = _RANGE_RE.match(n)
+        if m:
+            ranges.setdefault(int(m[1]), []).append((int(m[2]), int(m[3])))
+    keep = []
+    for n in names:
+        m = _PART_RE.match(n)
+        if m and any(a <= int(m[2]) <= b for a, b in ranges.get(int(m[1]), ())):
+            continue
+        keep.append(storage.join(output, MANIFEST_DIR, n))
+    return keep
+
+
+def compact_manifest(output: str, span: int = 1024, workers: int = 16) -> tuple[int, int]:
+    """Merge a batch job's per-chunk parts into one file per style and range of ``span``
+    chunks (:func:`range_name`), then remove the merged parts; (ranges written, parts
+    removed). Each range is written whole before its parts go, and readers prefer a range
+    over the parts it covers, so an interrupted compaction loses nothing and a re-run
+    finishes it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [p.key for p in storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))]
+    groups: dict[tuple[int, int], list[str]] = {}
+    for n in names:
+        m = _PART_RE.match(n)
+        if m:
+            groups.setdefault((int(m[1]), int(m[2]) // span), []).append(n)
+    read = lambda n: pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, MANIFEST_DIR, n))))  # noqa: E731
+    written = removed = 0
+    with ThreadPoolExecutor(workers) as pool:
+        for (style, r), parts in sorted(groups.items()):
+            first = r * span
+            name = range_name(style, first, first + span - 1)
+            tables = list(pool.map(read, sorted(parts)))
+            if name in names:  # an earlier, interrupted compaction: keep its rows too
+                tables.append(read(name))
+            table = pa.concat_tables(tables, promote_options="default")
+            ids = table.column("image_id").to_pylist()
+            if len(set(ids)) != len(ids):  # the same chunk in the range and a part: one copy of each row
+                first_row = {i: k for k, i in reversed(list(enumerate(ids)))}
+                table = table.take(sorted(first_row.values()))
+            table = table.sort_by([("variant", "ascending")])
+            buf = io.BytesIO()
+            pq.write_table(table, buf, compression="zstd")
+            storage.write_bytes(storage.join(output, MANIFEST_DIR, name), buf.getvalue())
+            written += 1
+            for n in parts:
+                storage.delete(storage.join(output, MANIFEST_DIR, n))
+                removed += 1
+    return written, removed
+
+
 def read_manifest(output: str) -> pa.Table:
     """The whole manifest under ``output`` as a pyarrow Table (an empty table if none yet)."""
-    parts = storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))
-    tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, MANIFEST_DIR, p.key))))
-              for p in parts]
-    return pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
+    tables = [pq.read_table(io.BytesIO(storage.read_bytes(uri))) for uri in manifest_files(output)]
+    # Parts written before a column existed read as null in it.
+    return pa.concat_tables(tables, promote_options="default") if tables else MANIFEST_SCHEMA.empty_table()

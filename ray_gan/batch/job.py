@@ -15,15 +15,26 @@ chunk's manifest part — last, atomically. Hence, for any interruption:
   describes exactly the bytes stored;
 * part names are fixed per chunk, so the manifest never holds a duplicate row.
 
+Quality gates (``spec.gates``, :mod:`ray_gan.batch.gates`) are calibrated once in the
+driver (stored in ``OUT/gates.safetensors``, reused by a re-run) and applied in the
+replicas: a rejected candidate is replaced by the variant's next seed, and its row lists
+the seeds skipped and why. A variant none of ``max_attempts`` seeds passes fails the job
+with the reasons (a permanent error: the replica reports it, nothing retries it).
+
 ``job.json`` records the spec and model digest at the start, and at the end of each run its
 status (``complete``, ``incomplete`` after ``max_chunks``, ``failed`` with the error), that
-run's counts, timings, throughput and device fingerprint.
+run's counts (candidates each gate rejected included), timings, throughput and device
+fingerprint. Then the contact sheet (``OUT/report.html``, :mod:`ray_gan.batch.report`)
+is written.
 
 Output layout::
 
     OUT/job.json                                        the spec, model digest, status
+    OUT/report.html                                     the contact sheet
+    OUT/gates.safetensors                               the gates' calibration (with gates)
     OUT/images/<style>/<image_id>.<ext>                 image_id = <style>-<variant:08d>
     OUT/manifest/part-s<style_index:03d>-c<chunk:07d>.parquet
+    OUT/manifest/range-s<style_index:03d>-c<first>-c<last>.parquet   after --compact
 """
 
 from __future__ import annotations
@@ -37,10 +48,12 @@ from typing import Callable
 import numpy as np
 
 from ray_gan import storage
+from ray_gan.batch.gates import NEAR_DUPLICATE, REASONS, REJECTED, hamming
 from ray_gan.checkpoint import read_model_info
 from ray_gan.config import BatchJobSpec
 from ray_gan.generate.controls import ControlError, check_controls, model_controls
-from ray_gan.manifest import IMAGES_DIR, MANIFEST_DIR, image_uri, manifest_row, read_manifest, write_part
+from ray_gan.manifest import (IMAGES_DIR, MANIFEST_DIR, image_uri, manifest_row, part_name, read_manifest,
+                              write_part)
 
 __all__ = ["BatchError", "BatchResult", "IMAGES_DIR", "MANIFEST_DIR", "load_spec", "read_manifest", "run_batch"]
 
@@ -48,7 +61,7 @@ JOB_JSON = "job.json"
 MAX_BLOCKS = 1024  # blocks of the work-unit dataset, whatever the job's size
 # Spec fields that define *which* images a job makes; the rest only say how fast.
 IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "mix", "edits",
-                   "image_format", "chunk_size")
+                   "image_format", "chunk_size", "gates")
 
 
 class BatchError(RuntimeError):
@@ -63,14 +76,11 @@ class BatchResult:
     chunks_skipped: int
     images_written: int
     manifest: str
+    report: str | None = None  # the contact sheet (OUT/report.html)
 
 
 def image_id(style: str, variant: int) -> str:
     return f"{style}-{variant:08d}"
-
-
-def part_name(style_index: int, chunk: int) -> str:
-    return f"part-s{style_index:03d}-c{chunk:07d}.parquet"
 
 
 @dataclass(frozen=True)
@@ -98,18 +108,50 @@ class ChunkPlan:
         return self.styles[i], self.style_indices[i], c, start, min(self.chunk_size, self.variants_per_style - start)
 
 
+def _near_duplicate(c: "_Candidate", kept: list["_Candidate"], style: str, max_hamming: int, max_rms: float
+                    ) -> str | None:
+    """Why ``c`` is a near-duplicate of an image in ``kept`` (None: it is not)."""
+    d = hamming(c.phash, np.array([k.phash for k in kept], np.uint64))
+    j = int(d.argmin())
+    if d[j] <= max_hamming:
+        return f"{NEAR_DUPLICATE}: pHash distance {int(d[j])} <= {max_hamming} of {image_id(style, kept[j].variant)}"
+    rms = np.sqrt(((np.stack([k.pixels for k in kept]) - c.pixels) ** 2).mean(axis=1))
+    j = int(rms.argmin())
+    if rms[j] <= max_rms:
+        return f"{NEAR_DUPLICATE}: pixel RMS difference {rms[j]:.4f} <= {max_rms:g} of {image_id(style, kept[j].variant)}"
+    return None
+
+
+@dataclass
+class _Candidate:
+    """A variant's image as rendered and checked, and the seeds it replaced."""
+
+    variant: int
+    attempt: int
+    seed: int
+    image: np.ndarray
+    phash: int
+    train_score: float | None
+    confidence: float | None
+    skipped: list[tuple[int, str]]
+    pixels: np.ndarray | None = None  # for the near-duplicate gate
+
+
 class _GenerateChunks:
     """Ray Data actor UDF: one generator replica. A work unit whose manifest part exists is
     complete and skipped (one existence check per unit). Otherwise the unit is rendered in
-    micro-batches; each image is encoded, hashed and written on ``write_threads`` while the
-    next micro-batch renders (the traced forward runs without the GIL), and the unit's
-    manifest part is written last. Images of a unit an interrupted run left without a part
-    are written again: the part then describes exactly the bytes stored."""
+    micro-batches; candidates a quality gate rejects are replaced by the variant's next
+    seeds (:meth:`BatchJobSpec.seed`); each accepted image is encoded, hashed and written
+    on ``write_threads`` while the next micro-batch renders (the traced forward runs
+    without the GIL), and the unit's manifest part is written last. Images of a unit an
+    interrupted run left without a part are written again: the part then describes exactly
+    the bytes stored."""
 
     def __init__(self, spec: dict, output: str, weights_sha256: str, use_gpu: bool, plan: ChunkPlan,
-                 write_threads: int) -> None:
+                 write_threads: int, gate_models=None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        from ray_gan.batch.gates import GateChecker, GateModels
         from ray_gan.generate.render import Renderer
 
         self.spec = BatchJobSpec(**spec)
@@ -120,47 +162,123 @@ class _GenerateChunks:
         self.weights_sha256 = weights_sha256
         self.pool = ThreadPoolExecutor(write_threads, thread_name_prefix="write")
         self.device = json.dumps(self.renderer.fingerprint, sort_keys=True)
+        gates = self.spec.gates if self.spec.gates is not None and self.spec.gates.any else None
+        self.gates = gates
+        if gate_models is not None and not isinstance(gate_models, GateModels):
+            import ray
 
-    def _write(self, style: str, s_idx: int, variant: int, seed: int, psi: float, img: np.ndarray) -> dict:
+            gate_models = ray.get(gate_models)  # an ObjectRef: one copy per node, through the object store
+        self.checker = GateChecker(gates, gate_models, self.renderer.device)
+
+    def _write(self, style: str, s_idx: int, psi: float, c: _Candidate) -> dict:
         from ray_gan.images import encode
 
         spec = self.spec
-        iid = image_id(style, variant)
-        data = encode(img, spec.image_format)
+        iid = image_id(style, c.variant)
+        data = encode(c.image, spec.image_format)
         uri = image_uri(self.output, style, iid, spec.image_format)
         storage.write_bytes(uri, data)
         return manifest_row(
-            job_id=spec.job_id, image_id=iid, style=style, style_index=s_idx, variant=variant, seed=seed,
+            job_id=spec.job_id, image_id=iid, style=style, style_index=s_idx, variant=c.variant, seed=c.seed,
             truncation=psi, mix=spec.mix, edits=spec.edits, model_uri=self.renderer.info.uri,
             weights_sha256=self.weights_sha256, uri=uri, data=data, fmt=spec.image_format,
-            resolution=self.renderer.info.config.resolution, device=self.renderer.device.type)
+            resolution=self.renderer.info.config.resolution, device=self.renderer.device.type,
+            attempt=c.attempt, skipped=c.skipped, phash=c.phash, train_score=c.train_score,
+            style_confidence=c.confidence)
+
+    def _candidates(self, style: str, s_idx: int, psi: float, first: dict[int, int],
+                    skipped: dict[int, list[tuple[int, str]]]) -> dict[int, _Candidate]:
+        """Render variant ``v``'s candidates from attempt ``first[v]`` on until one passes
+        the per-image gates; rejected seeds go in ``skipped[v]``."""
+        spec, out = self.spec, {}
+        attempt = dict(first)
+        todo = sorted(first)
+        while todo:
+            seeds = [spec.seed(v, attempt[v]) for v in todo]
+            images = self.renderer.render([s_idx] * len(todo), seeds, psi, mix=spec.mix, edits=spec.edits or None)
+            checked = self.checker.check(images, s_idx)
+            retry = []
+            for i, v in enumerate(todo):
+                reason = checked.reasons[i]
+                if reason is None:
+                    out[v] = _Candidate(
+                        v, attempt[v], seeds[i], images[i], int(checked.phash[i]),
+                        None if checked.train_score is None else float(checked.train_score[i]),
+                        None if checked.confidence is None else float(checked.confidence[i]), skipped[v],
+                        None if checked.pixels is None else checked.pixels[i])
+                    continue
+                skipped[v].append((seeds[i], reason))
+                attempt[v] += 1
+                self._check_attempts(style, v, skipped[v])
+                retry.append(v)
+            todo = retry
+        return out
+
+    def _check_attempts(self, style: str, v: int, skipped: list[tuple[int, str]]) -> None:
+        if len(skipped) >= self.gates.max_attempts:
+            reasons = "; ".join(f"seed {a}: {r}" for a, r in skipped[-3:])
+            raise BatchError(f"{image_id(style, v)}: all {self.gates.max_attempts} seeds tried were rejected by "
+                             f"the quality gates (last: {reasons}); the gates are too strict for this model, or "
+                             "the model has collapsed or copies its training data")
+
+    def _accept(self, style: str, s_idx: int, psi: float, variants: list[int], kept: list[_Candidate]
+                ) -> list[_Candidate]:
+        """Candidates for ``variants`` that pass every gate. Near-duplicates are decided in
+        variant order against the unit's images accepted so far (``kept``), so which seed a
+        variant gets depends only on its unit."""
+        skipped: dict[int, list[tuple[int, str]]] = {v: [] for v in variants}
+        found = self._candidates(style, s_idx, psi, {v: 0 for v in variants}, skipped)
+        nd = self.gates.near_duplicates if self.gates is not None else None
+        out = []
+        for v in variants:
+            c = found[v]
+            while nd is not None and kept:
+                reason = _near_duplicate(c, kept, style, nd.max_hamming, nd.max_rms)
+                if reason is None:
+                    break
+                skipped[v].append((c.seed, reason))
+                self._check_attempts(style, v, skipped[v])
+                c = self._candidates(style, s_idx, psi, {v: c.attempt + 1}, skipped)[v]
+            if nd is not None:
+                kept.append(c)
+            out.append(c)
+        return out
+
+    @staticmethod
+    def _empty(images: int = 0) -> dict:
+        return {"images": images, "written": 0, "skipped": 0, "render_s": 0.0, "write_s": 0.0,
+                **dict.fromkeys(REJECTED.values(), 0)}
 
     def _run_chunk(self, g: int) -> dict:
         spec = self.spec
         style, s_idx, chunk, start, count = self.plan.chunk(g)
         name = part_name(s_idx, chunk)
+        counts = self._empty(count)
         if storage.exists(storage.join(self.output, MANIFEST_DIR, name)):
-            return {"images": count, "written": 0, "skipped": 1, "render_s": 0.0, "write_s": 0.0}
+            return {**counts, "skipped": 1}
         psi = spec.truncation_for(style)
         step = self.renderer.render_batch
-        futures, t0 = [], time.perf_counter()
+        futures, kept, t0 = [], [], time.perf_counter()
         render_s = 0.0
         for a in range(start, start + count, step):
-            variants = list(range(a, min(a + step, start + count)))
-            seeds = [spec.seed_base + v for v in variants]
             t = time.perf_counter()
-            images = self.renderer.render([s_idx] * len(variants), seeds, psi, mix=spec.mix,
-                                          edits=spec.edits or None)
+            accepted = self._accept(style, s_idx, psi, list(range(a, min(a + step, start + count))), kept)
             render_s += time.perf_counter() - t
-            futures += [self.pool.submit(self._write, style, s_idx, v, seed, psi, img)
-                        for v, seed, img in zip(variants, seeds, images)]
+            futures += [self.pool.submit(self._write, style, s_idx, psi, c) for c in accepted]
         rows = [f.result() for f in futures]  # in variant order; the first failure is raised
         write_part(self.output, name, rows)
-        return {"images": count, "written": count, "skipped": 0, "render_s": render_s,
-                "write_s": time.perf_counter() - t0 - render_s}
+        for r in rows:
+            for s in r["skipped"]:
+                counts[REJECTED[s["reason"].split(":", 1)[0]]] += 1
+        return {**counts, "written": count, "render_s": render_s, "write_s": time.perf_counter() - t0 - render_s}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        results = [self._run_chunk(int(g)) for g in batch["id"]]
+        results = []
+        for g in batch["id"]:
+            try:
+                results.append({**self._run_chunk(int(g)), "error": ""})
+            except BatchError as e:  # permanent (no retry helps): the driver stops the job with this message
+                results.append({**self._empty(), "error": str(e)})
         out = {k: [r[k] for r in results] for k in results[0]}
         out["device"] = [self.device] * len(results)
         return out
@@ -219,12 +337,29 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
     manifest = storage.join(output, MANIFEST_DIR)
     if prev is not None and prev.get("status") == "complete":
         log(f"batch {spec.job_id}: already complete ({total} images) → {output}; `ray-gan verify {output}` audits it")
-        return BatchResult(output, total, 0, plan.total_chunks, 0, manifest)
+        report = storage.join(output, "report.html")
+        return BatchResult(output, total, 0, plan.total_chunks, 0, manifest,
+                           report if storage.exists(report) else None)
+
+    gate_models = None
+    if spec.gates is not None and spec.gates.any:
+        from ray_gan.batch.gates import calibrate
+
+        try:
+            gate_models = calibrate(spec.gates, info, output, log)
+        except (ValueError, storage.StorageError) as e:
+            raise BatchError(f"quality gates: {e}") from None
+        pinned = ((prev or {}).get("gates") or {}).get("dataset_checksum")
+        if pinned is not None and pinned != gate_models.summary.get("dataset_checksum"):
+            raise BatchError(f"the gates' dataset {gate_models.summary.get('dataset')} changed since job "
+                             f"{spec.job_id!r} started; its gates would not match: use a new output URI")
 
     started = _now()
     job_doc = {"spec": spec.model_dump(), "weights_sha256": info.weights_sha256, "model_step": info.step,
                "styles": styles, "status": "running", "images": total, "chunks": plan.total_chunks,
                "started": started, "runs": (prev or {}).get("runs", 0) + 1}
+    if gate_models is not None:
+        job_doc["gates"] = {**((prev or {}).get("gates") or {}), **gate_models.summary}
     storage.write_json(storage.join(output, JOB_JSON), job_doc)
     log(f"batch {spec.job_id}: {total} images in {plan.total_chunks} chunks of {spec.chunk_size} on "
         f"{spec.replicas} replicas → {output}" + (" (completing an earlier run)" if prev else ""))
@@ -239,7 +374,8 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
     ds = ds.map_batches(
         _GenerateChunks,
         fn_constructor_kwargs=dict(spec=spec.model_dump(), output=output, weights_sha256=info.weights_sha256,
-                                   use_gpu=use_gpu, plan=plan, write_threads=spec.write_threads),
+                                   use_gpu=use_gpu, plan=plan, write_threads=spec.write_threads,
+                                   gate_models=None if gate_models is None else ray.put(gate_models)),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=spec.replicas),
         num_cpus=spec.cpus_per_replica,
@@ -247,7 +383,8 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
     )  # Ray Data restarts a generator actor that dies and retries its chunk (max_restarts and
     # max_task_retries -1 by default): the chunk is rendered and written again, its part last,
     # so nothing is lost or duplicated (tests/integration/test_batch_scale.py).
-    counts = {"chunks_run": 0, "chunks_skipped": 0, "images_done": 0, "images_written": 0}
+    counts = {"chunks_run": 0, "chunks_skipped": 0, "images_done": 0, "images_written": 0,
+              **dict.fromkeys(REJECTED.values(), 0)}
     render_s = write_s = 0.0
     device = None
     t0 = time.monotonic()
@@ -256,10 +393,14 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
     try:
         with Progress("batch", total, "images", status="starting replicas") as bar:
             for row in ds.iter_rows():
+                if row["error"]:
+                    raise BatchError(row["error"])
                 skipped = bool(row["skipped"])
                 counts["chunks_skipped" if skipped else "chunks_run"] += 1
                 counts["images_done"] += int(row["images"])
                 counts["images_written"] += int(row["written"])
+                for key in REJECTED.values():
+                    counts[key] += int(row[key])
                 render_s += float(row["render_s"])
                 write_s += float(row["write_s"])
                 device = device or json.loads(row["device"])
@@ -274,15 +415,21 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
         raise
     job_doc["status"] = status
     _finish(output, job_doc, counts, t0, first, render_s, write_s, device)
+    rejected = sum(counts[REJECTED[r]] for r in REASONS)
     if status == "complete":
         log(f"batch {spec.job_id}: complete: {total} images under {storage.join(output, IMAGES_DIR)}, "
             f"manifest {manifest} ({counts['images_written']} images written this run, "
-            f"{job_doc['run']['images_per_s']:.0f} images/s)")
+            f"{job_doc['run']['images_per_s']:.0f} images/s"
+            + (f", {rejected} candidates rejected by the gates and replaced" if spec.gates else "") + ")")
     else:
         log(f"batch {spec.job_id}: stopped after {max_chunks} chunks ({counts['images_done']} of {total} images); "
             f"run it again to complete it")
+    from ray_gan.batch.report import write_report
+
+    report = write_report(output, job_doc)
+    log(f"batch {spec.job_id}: contact sheet → {report}; audit with `ray-gan verify {output}`")
     return BatchResult(output, total, counts["chunks_run"], counts["chunks_skipped"], counts["images_written"],
-                       manifest)
+                       manifest, report)
 
 
 def _now() -> str:

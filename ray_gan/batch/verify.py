@@ -3,8 +3,9 @@ directory) against its manifest.
 
 It checks that every manifest row's image object exists and has the recorded sha256, that
 no image id or object appears twice, that every row belongs to the job and its model
-digest, and — where ``job.json`` gives the spec — that the job is complete and the ids
-are exactly the ones the spec asks for (every style, variants ``0 … n-1``). Parts are read
+digest, and — where ``job.json`` gives the spec — that the job is complete, the ids
+are exactly the ones the spec asks for (every style, variants ``0 … n-1``) and each row's
+seed is the candidate its ``attempt`` names, every seed skipped before it listed with a reason. Parts are read
 one at a time and objects are hashed on a thread pool, so a million-image output is
 checked in bounded memory (one set of ids).
 """
@@ -20,9 +21,10 @@ import pyarrow.parquet as pq
 
 from ray_gan import storage
 from ray_gan.batch.job import JOB_JSON
-from ray_gan.manifest import MANIFEST_DIR
+from ray_gan.manifest import MANIFEST_DIR, manifest_files
 
 COLUMNS = ["job_id", "image_id", "style", "variant", "image_uri", "image_sha256", "weights_sha256"]
+GATE_COLUMNS = ["seed", "attempt", "skipped"]  # absent from parts written before the quality gates
 
 
 @dataclass
@@ -64,6 +66,21 @@ def _check_object(uri: str, want: str) -> str | None:
     return None if got == want else f"{uri}: sha256 {got[:12]}… != manifest {want[:12]}…"
 
 
+def _seed_problem(row: dict, spec: dict) -> str | None:
+    """A row's seed and skipped seeds must follow the job's seed rule (candidate ``a`` of
+    variant ``v``: ``seed_base + v + a · variants_per_style``), with a reason per skip."""
+    base, n, v = int(spec.get("seed_base", 0)), int(spec["variants_per_style"]), int(row["variant"])
+    attempt = int(row["attempt"])
+    if int(row["seed"]) != base + v + attempt * n:
+        return f"seed {row['seed']} is not candidate {attempt} of variant {v} (seed rule: seed_base + variant + " \
+               "attempt × variants_per_style)"
+    skipped = row.get("skipped") or []
+    if [int(s["seed"]) for s in skipped] != [base + v + a * n for a in range(attempt)] or \
+            not all(s["reason"] for s in skipped):
+        return f"skipped seeds {[s['seed'] for s in skipped]} do not account for attempt {attempt}"
+    return None
+
+
 def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> VerifyReport:
     output = storage.normalize(output)
     report = VerifyReport(output)
@@ -74,7 +91,7 @@ def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> Ve
         report.expected = len(doc["styles"]) * int(spec["variants_per_style"])
         if doc.get("status") != "complete":
             report.add(f"job.json status is {doc.get('status')!r}, not 'complete'", max_problems)
-    parts = storage.list_files(storage.join(output, MANIFEST_DIR), suffixes=(".parquet",))
+    parts = manifest_files(output)
     if not parts:
         report.add(f"no manifest parts under {storage.join(output, MANIFEST_DIR)}", max_problems)
     ids: set[str] = set()
@@ -82,11 +99,12 @@ def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> Ve
     styles = set(doc["styles"]) if doc else None
     with ThreadPoolExecutor(workers) as pool:
         for part in parts:
-            data = storage.read_bytes(storage.join(output, MANIFEST_DIR, part.key))
-            rows = pq.read_table(io.BytesIO(data), columns=COLUMNS).to_pylist()
+            data = storage.read_bytes(part)
+            table = pq.read_table(io.BytesIO(data))
+            rows = table.select([c for c in COLUMNS + GATE_COLUMNS if c in table.column_names]).to_pylist()
             report.rows += len(rows)
             for r in rows:
-                where = f"{part.key}: {r['image_id']}"
+                where = f"{part.rsplit('/', 1)[-1]}: {r['image_id']}"
                 if r["image_id"] in ids:
                     report.add(f"{where}: duplicate image id", max_problems)
                 ids.add(r["image_id"])
@@ -101,6 +119,10 @@ def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> Ve
                                    f"{doc['weights_sha256'][:12]}…", max_problems)
                     if r["style"] not in styles or not 0 <= int(r["variant"]) < int(spec["variants_per_style"]):
                         report.add(f"{where}: not an image of this job's spec", max_problems)
+                    elif r.get("attempt") is not None:
+                        problem = _seed_problem(r, spec)
+                        if problem:
+                            report.add(f"{where}: {problem}", max_problems)
             for problem in pool.map(lambda r: _check_object(r["image_uri"], r["image_sha256"]), rows):
                 report.objects_checked += 1
                 if problem:

@@ -115,6 +115,61 @@ def _measure(query: np.ndarray, train: np.ndarray, k: int, dtype: type,
     return score, distance, index
 
 
+def _check(quantile: float, train: np.ndarray) -> bool:
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if len(train) < 2:
+        raise ValueError("the memorisation audit needs at least two training images")
+    return True
+
+
+@dataclass(frozen=True)
+class NearCopyThresholds:
+    """What counts as a near-copy of the training set: a score (in the audit's measure) at
+    or below ``threshold``, or below a style's own threshold where one was calibrated."""
+
+    threshold: float
+    style_thresholds: dict[int, float]  # style index → threshold (styles with reference images)
+    reference: str  # what calibrated them
+    reference_scores: np.ndarray
+    reference_distances: np.ndarray
+
+    def limits(self, styles: np.ndarray | None, n: int) -> np.ndarray:
+        """The threshold that applies to each of ``n`` images of ``styles`` (None: overall)."""
+        limit = np.full(n, self.threshold)
+        if styles is not None:
+            styles = np.asarray(styles)
+            for s, t in self.style_thresholds.items():
+                limit[styles == s] = t
+        return limit
+
+
+def near_copy_thresholds(train: np.ndarray, reference: np.ndarray | None = None,
+                         reference_styles: np.ndarray | None = None, quantile: float = 0.05,
+                         relative_k: int = RELATIVE_K, dtype: type = np.float32) -> NearCopyThresholds:
+    """The audit's rule, calibrated: the ``quantile`` of held-out real images' scores
+    against the training set (``reference``; without it, a leave-one-out sample of the
+    training set), overall and per style of ``reference_styles``. Used by the audit and by
+    the batch runner's training-copy gate alike."""
+    _check(quantile, train)
+    if reference is not None and len(reference):
+        ref_score, ref_distance, _ = _measure(reference, train, relative_k, dtype)
+        source = f"{len(ref_score)} val images → train"
+    else:
+        rows = (np.arange(min(MAX_LOO_QUERIES, len(train))) * len(train)) // min(MAX_LOO_QUERIES, len(train))
+        ref_score, ref_distance, _ = _measure(np.asarray(train)[rows], train, relative_k, dtype, exclude=rows)
+        source = f"{len(ref_score)} train images → the other train images (no val split)"
+        reference_styles = None
+    style_thresholds: dict[int, float] = {}
+    if reference_styles is not None:
+        reference_styles = np.asarray(reference_styles)
+        for s in np.unique(reference_styles):
+            style_thresholds[int(s)] = float(np.quantile(ref_score[reference_styles == s], quantile))
+        source += ", per style"
+    return NearCopyThresholds(float(np.quantile(ref_score, quantile)), style_thresholds, source, ref_score,
+                              ref_distance)
+
+
 def audit_near_copies(generated: np.ndarray, train: np.ndarray, reference: np.ndarray | None = None,
                       quantile: float = 0.05, flag_ratio: float = 2.0, space: str = "pixel",
                       dtype: type = np.float32, generated_styles: np.ndarray | None = None,
@@ -130,34 +185,18 @@ def audit_near_copies(generated: np.ndarray, train: np.ndarray, reference: np.nd
     (float32 halves the cost of pixel vectors); nearest distances are reported exactly
     (see :func:`ray_gan.evaluate.neighbours.nearest_and_mean`).
     """
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    if len(train) < 2:
-        raise ValueError("the memorisation audit needs at least two training images")
+    _check(quantile, train)
     score, distance, index = _measure(generated, train, relative_k, dtype)
-    if reference is not None and len(reference):
-        ref_score, ref_distance, _ = _measure(reference, train, relative_k, dtype)
-        source = f"{len(ref_score)} val images → train"
-    else:
-        rows = (np.arange(min(MAX_LOO_QUERIES, len(train))) * len(train)) // min(MAX_LOO_QUERIES, len(train))
-        ref_score, ref_distance, _ = _measure(np.asarray(train)[rows], train, relative_k, dtype, exclude=rows)
-        source = f"{len(ref_score)} train images → the other train images (no val split)"
-        reference_styles = None
-    threshold = float(np.quantile(ref_score, quantile))
-    limit = np.full(len(score), threshold)
-    style_thresholds: dict[int, float] = {}
-    if generated_styles is not None and reference_styles is not None:
-        generated_styles, reference_styles = np.asarray(generated_styles), np.asarray(reference_styles)
-        for s in np.unique(generated_styles):
-            mine = ref_score[reference_styles == s]
-            if len(mine):
-                style_thresholds[int(s)] = float(np.quantile(mine, quantile))
-                limit[generated_styles == s] = style_thresholds[int(s)]
-        source += ", per style"
+    per_style = generated_styles is not None and reference_styles is not None
+    cal = near_copy_thresholds(train, reference, reference_styles if per_style else None, quantile, relative_k, dtype)
+    limit = cal.limits(generated_styles if per_style else None, len(score))
+    present = set(np.unique(np.asarray(generated_styles)).tolist()) if per_style else set()
+    style_thresholds = {s: t for s, t in cal.style_thresholds.items() if s in present}
+    source = cal.reference
     k_used = max(1, min(relative_k, len(train) - 1))
     measure = f"relative (k={k_used})" if relative_k > 1 else "absolute"
-    return NearCopyAudit(space, measure, quantile, threshold, style_thresholds, source, ref_score, ref_distance,
-                         score, distance, index, limit, flag_ratio)
+    return NearCopyAudit(space, measure, quantile, cal.threshold, style_thresholds, source, cal.reference_scores,
+                         cal.reference_distances, score, distance, index, limit, flag_ratio)
 
 
 def worst_pairs_png(generated: np.ndarray, train: np.ndarray, audit: NearCopyAudit, n: int = 16) -> bytes:

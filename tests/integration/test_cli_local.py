@@ -54,10 +54,19 @@ def test_cli_demo_data_prepare_train_generate_batch(tmp_path, ray_cluster):
     (tmp_path / "job.yaml").write_text(
         "job_id: cli\nmodel: model\nstyles: all\nvariants_per_style: 5\nseed_base: 5\ntruncation: 1.0\n"
         "output: batch\nchunk_size: 2\nreplicas: 1\n")
-    _run(["batch", "job.yaml"], env, tmp_path)
+    out = _run(["batch", "job.yaml"], env, tmp_path)
+    assert f"contact sheet → {tmp_path / 'batch' / 'report.html'}" in out
+    assert "<h3>stripes</h3><img" in (tmp_path / "batch" / "report.html").read_text()
     _run(["verify", "batch"], env, tmp_path)  # exits non-zero on any problem
     table = pq.read_table(tmp_path / "batch" / "manifest")
     assert table.num_rows == 20
     # generate and batch agree byte for byte on (style, seed, truncation).
     assert (tmp_path / "batch" / "images" / "stripes" / "stripes-00000001.png").read_bytes() == \
         (tmp_path / "gen" / "stripes" / "stripes-00000006.png").read_bytes()
+    # --compact: the complete job's 12 parts (4 styles × 3 chunks) become one file per style
+    out = _run(["batch", "job.yaml", "--compact"], env, tmp_path)
+    assert "12 parts merged into 4 range files" in out
+    assert sorted(p.name for p in (tmp_path / "batch" / "manifest").iterdir()) == [
+        f"range-s{s:03d}-c0000000-c0001023.parquet" for s in range(4)]
+    _run(["verify", "batch"], env, tmp_path)
+    assert pq.read_table(tmp_path / "batch" / "manifest").num_rows == 20

@@ -198,3 +198,31 @@ def test_killed_batch_is_completed_by_a_rerun_without_duplicates(s3_model, bucke
     assert res.chunks_run + res.chunks_skipped == total_parts
     _check_manifest(output, 900, read_model_info(s3_model).weights_sha256)
     assert len(storage.list_files(storage.join(output, "images"))) == 900
+
+
+def test_batch_with_quality_gates_on_s3_calibrates_once_and_writes_a_contact_sheet(s3_model, bucket, s3_dataset):
+    """All three gates through Ray and S3: the training data is the dataset model.json names,
+    the calibration is stored beside the output and reused by a re-run, every row carries
+    what the gates measured, and the contact sheet shows every style."""
+    gates = {"training_copies": {"quantile": 0.05}, "style_confidence": {"min_confidence": 1e-6, "classifier_steps": 20},
+             "near_duplicates": {"max_hamming": 0, "max_rms": 0.0}}
+    spec = BatchJobSpec(job_id="gated", model=s3_model, styles="all", variants_per_style=6, seed_base=7,
+                        output=f"s3://{bucket}/batch/gated", chunk_size=3, replicas=2, gates=gates)
+    res = run_batch(spec)
+    info = read_model_info(s3_model)
+    _check_manifest(spec.output, 6 * len(info.styles), info.weights_sha256)
+    doc = storage.read_json(storage.join(spec.output, "job.json"))
+    assert doc["gates"]["dataset"] == s3_dataset["uri"] and doc["gates"]["train_images"] > 0
+    assert set(doc["gates"]["near_copy_thresholds"]) == set(info.styles)
+    calibration = storage.read_bytes(storage.join(spec.output, "gates.safetensors"))
+    for r in read_manifest(spec.output).to_pylist():
+        assert r["train_score"] is not None and r["style_confidence"] is not None and r["phash"] is not None
+        assert r["seed"] == spec.seed(r["variant"], r["attempt"]) and len(r["skipped"]) == r["attempt"]
+    assert res.report == storage.join(spec.output, "report.html")
+    page = storage.read_bytes(res.report).decode()
+    assert all(f"<h3>{s}</h3><img" in page for s in info.styles) and "rejected: training copy" in page
+    again = run_batch(spec.model_copy(update={"replicas": 1}))  # not part of the job's identity
+    assert again.images_written == 0
+    assert storage.read_bytes(storage.join(spec.output, "gates.safetensors")) == calibration
+    with pytest.raises(BatchError, match="different gates"):
+        run_batch(BatchJobSpec(**{**spec.model_dump(), "gates": {**gates, "training_copies": {"quantile": 0.1}}}))
