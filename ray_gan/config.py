@@ -17,7 +17,7 @@ Arch = Literal["stylegan", "dcgan", "vanilla"]
 Loss = Literal["non_saturating", "hinge"]
 Augment = Literal["none", "diffaugment"]
 ImageFormat = Literal["png", "webp", "jpeg"]
-ExtractorName = Literal["auto", "inception", "random-cnn"]
+ExtractorName = Literal["auto", "classifier", "inception", "random-cnn"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

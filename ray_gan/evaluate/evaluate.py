@@ -6,10 +6,14 @@ Data flow (one process, no Ray)::
     real: the split's shards (pyarrow) → ≤ n_per_style per style, evenly spaced → model space
     train: the train shards → ≤ max_train images, evenly spaced (classifier, memorisation)
     generated: Renderer.render, as many per style as real ones, seeds by SEED_RULE
-    features (inception | random-cnn) of real, generated, train
-      → FID, KID, precision/recall, density/coverage (generated vs real, all styles)
-      → per style: FID, diversity of real and generated
     style classifier fitted on train, checked on real val → style accuracy of generated
+    features (default: that classifier's penultimate layer; inception with weights;
+    random-cnn by name) of real, generated, train, and of the calibration sets: real train
+    images matched per style (ceiling), noise and blurred train images (floors)
+      → calibration.score (one code path): FID, KID, precision/recall, density/coverage,
+        intra-style FID, style accuracy — for the model and every calibration row
+      → positions: 0 at the more flattering floor, 1 at the ceiling, overall and per style
+      → diversity of real and generated per style
     memorisation audit: generated → nearest train (pixels: verdict; features: reported)
       threshold from val → nearest train
     → MODEL/eval/<split>-<step:08d>/report.json, report.html, PNGs; MODEL/eval/latest.json
@@ -33,10 +37,12 @@ from ray_gan.config import EVAL_STYLE_SEED_STRIDE, EvalConfig
 from ray_gan.data.dataset import read_dataset_info, style_mapping
 from ray_gan.evaluate import metrics
 from ray_gan.evaluate.classifier import accuracy, train_style_classifier
-from ray_gan.evaluate.features import make_extractor
+from ray_gan.evaluate import calibration
+from ray_gan.evaluate.features import ClassifierExtractor, make_extractor, resolve_extractor
 from ray_gan.evaluate.memorisation import NearCopyAudit, audit_near_copies, pixel_vectors, worst_pairs_png
 from ray_gan.evaluate.realdata import RealImages, real_images
-from ray_gan.evaluate.report import (AuditResult, ClassifierResult, DistanceSummary, EvalReport, ExtractorInfo,
+from ray_gan.evaluate.report import (AuditResult, CalibrationRow, ClassifierResult, DistanceSummary, EvalReport,
+                                     ExtractorInfo,
                                      KIDResult, MemorisationResult, RunInfo, StyleResult, WorstPair, render_html)
 from ray_gan.evaluate.threads import one_torch_thread
 from ray_gan.images import VIEW_TILE, encode, make_grid
@@ -121,7 +127,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
     info, device = renderer.info, renderer.device
     ds = read_dataset_info(cfg.data)
     style_map = style_mapping(ds.styles, info.styles)
-    ext = make_extractor(cfg.extractor, cfg.inception_weights, device)  # before the slow part: fail fast
+    ext_name = resolve_extractor(cfg.extractor, cfg.inception_weights)
+    ext = None if ext_name == "classifier" else make_extractor(ext_name, cfg.inception_weights, device)  # fail fast
     res, channels = info.config.resolution, info.config.channels
     real = real_images(ds, cfg.split, style_map, res, channels, per_style=cfg.n_per_style)
     train = real_images(ds, "train", style_map, res, channels, limit=cfg.max_train)
@@ -141,21 +148,34 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
     lap("render")
     log(f"evaluate: rendered {len(generated)} images (truncation {cfg.truncation}) on {device}")
 
-    f_real, f_gen, f_train = ext(real.images), ext(generated), ext(train.images)
-    f_val = f_real if val is real else (ext(val.images) if val is not None else None)
-    lap("features")
-
-    kid = metrics.kid(f_real, f_gen, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
-    pr = _optional(lambda: metrics.precision_recall(f_real, f_gen, cfg.pr_k), len(f_real) > cfg.pr_k)
-    dc = _optional(lambda: metrics.density_coverage(f_real, f_gen, cfg.dc_k), len(f_real) > cfg.dc_k)
-    fid = metrics.fid(f_real, f_gen)
-    lap("metrics")
-
     fitted = train_style_classifier(train.images, train.styles, len(info.styles),
                                     val.images if val is not None else None, val.styles if val is not None else None,
                                     steps=cfg.classifier_steps, seed=cfg.seed, device=device)
-    gen_acc = accuracy(fitted.classifier.predict(generated), gen_styles, len(info.styles))
+    predict = fitted.classifier.predict
+    gen_pred = predict(generated)
+    gen_acc = accuracy(gen_pred, gen_styles, len(info.styles))
+    if ext is None:  # the default: features of the classifier just trained on this data
+        ext = ClassifierExtractor(fitted.classifier.net, fitted.classifier.input_size,
+                                  fitted.val.overall if fitted.val is not None else None, fitted.steps, device)
     lap("classifier")
+
+    f_real, f_gen, f_train = ext(real.images), ext(generated), ext(train.images)
+    f_val = f_real if val is real else (ext(val.images) if val is not None else None)
+    # Calibration sets, as many per style as the generated set: real train images (the
+    # ceiling), and two floors made from them (noise; blurred to colours without shapes).
+    ceiling, ceiling_styles = calibration.matched(train.images, train.styles, gen_styles)
+    floors = {"noise": calibration.noise(ceiling, cfg.seed), "blurred": calibration.blurred(ceiling)}
+    cal_sets = {"real train (ceiling)": ceiling, **{f"floor: {k}": v for k, v in floors.items()}}
+    f_cal = {name: ext(images) for name, images in cal_sets.items()}
+    lap("features")
+
+    opts = dict(kid_subsets=cfg.kid_subsets, kid_subset_size=cfg.kid_subset_size, pr_k=cfg.pr_k, dc_k=cfg.dc_k,
+                seed=cfg.seed)
+    model_scores = calibration.score(f_real, real.styles, f_gen, gen_styles, gen_pred, **opts)
+    cal_scores = {name: calibration.score(f_real, real.styles, f, ceiling_styles, predict(cal_sets[name]), **opts)
+                  for name, f in f_cal.items()}
+    fid, kid = model_scores.fid, model_scores.kid_detail
+    lap("metrics")
 
     val_styles = val.styles if val is not None else None
     pixel = audit_near_copies(pixel_vectors(generated), pixel_vectors(train.images),
@@ -174,7 +194,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
         div_g = _optional(lambda: metrics.diversity(f_gen[g_mask]), n >= 2)
         per_style.append(StyleResult(
             style=info.styles[k], n_real=n, n_generated=int(g_mask.sum()), available_real=real.available.get(k, n),
-            fid=_optional(lambda: metrics.fid(f_real[r_mask], f_gen[g_mask]), n >= 2),
+            fid=model_scores.intra_fid.get(k),
             diversity_real=div_r, diversity_generated=div_g,
             diversity_ratio=div_g / div_r if div_r and div_g is not None else None,
             style_accuracy=gen_acc.per_style[k],
@@ -211,6 +231,25 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
                                pixel_score=float(pixel.score[i]),
                                feature_distance=float(np.linalg.norm(f_gen[i] - f_train[pixel.index[i]])),
                                train_key=train.keys[pixel.index[i]]) for i in worst])
+    ceiling_name = "real train (ceiling)"
+    floor_names = [n for n in cal_scores if n.startswith("floor")]
+    rows = [("model", model_scores, len(generated))] + [(n, sc, len(cal_sets[n])) for n, sc in cal_scores.items()]
+    cal_rows = [CalibrationRow(name=n, n=size, fid=sc.fid, kid=sc.kid, precision=sc.precision, recall=sc.recall,
+                               density=sc.density, coverage=sc.coverage, intra_fid_mean=sc.intra_fid_mean,
+                               style_accuracy=sc.style_accuracy,
+                               intra_fid={info.styles[k]: v for k, v in sorted(sc.intra_fid.items())})
+                for n, sc, size in rows]
+    position = {m: calibration.position(model_scores.get(m), cal_scores[ceiling_name].get(m),
+                                        [cal_scores[f].get(m) for f in floor_names], higher)
+                for m, higher in calibration.HEADLINE.items()}
+    for s in per_style:
+        k = info.styles.index(s.style)
+        s.fid_position = calibration.position(
+            model_scores.intra_fid.get(k), cal_scores[ceiling_name].intra_fid.get(k),
+            [cal_scores[f].intra_fid.get(k) for f in floor_names], False)
+        s.style_accuracy_position = calibration.position(
+            model_scores.style_accuracy_per_style.get(k), cal_scores[ceiling_name].style_accuracy_per_style.get(k),
+            [cal_scores[f].style_accuracy_per_style.get(k) for f in floor_names], True)
     ratios = [s.diversity_ratio for s in per_style if s.diversity_ratio is not None]
     intra = [s.fid for s in per_style if s.fid is not None]
     report = EvalReport(
@@ -221,8 +260,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
                                 description=ext.description, comparable_with_published_fid=ext.name == "inception"),
         n_real=len(real.images), n_generated=len(generated), fid=fid,
         kid=KIDResult(mean=kid.mean, std=kid.std, subsets=kid.subsets, subset_size=kid.subset_size),
-        precision=pr.precision if pr else None, recall=pr.recall if pr else None,
-        density=dc.density if dc else None, coverage=dc.coverage if dc else None,
+        precision=model_scores.precision, recall=model_scores.recall,
+        density=model_scores.density, coverage=model_scores.coverage,
         intra_fid_mean=float(np.mean(intra)) if intra else None,
         diversity_ratio_mean=float(np.mean(ratios)) if ratios else None,
         style_accuracy=gen_acc.overall,
@@ -233,7 +272,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
             val_accuracy=fitted.val.overall if fitted.val is not None else None,
             val_accuracy_per_style={info.styles[k]: (fitted.val.per_style[k] if fitted.val is not None else None)
                                     for k in sorted(per_style_count)}),
-        memorisation=memorisation, per_style=per_style,
+        calibration=cal_rows, position=position, memorisation=memorisation, per_style=per_style,
         notes=_notes(cfg, ext.name, ext.dim, len(real.images), per_style, info.styles, real, val is not None,
                      kid.subset_size),
         files=files,
@@ -251,7 +290,11 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
 def _notes(cfg: EvalConfig, ext_name: str, dim: int, n_real: int, per_style: list[StyleResult],
            model_styles: list[str], real: RealImages, has_val: bool, kid_subset_size: int) -> list[str]:
     notes = []
-    if ext_name == "random-cnn":
+    if ext_name == "classifier":
+        notes.append("Features: the penultimate layer of the style classifier trained on this dataset's train split "
+                     "(see extractor.fingerprint): FIDs compare models evaluated with the same fingerprint and the "
+                     "same n; the calibration rows say where this model sits between floor and ceiling.")
+    elif ext_name == "random-cnn":
         notes.append("Features: random-cnn (fixed random weights, see extractor.fingerprint). FID/KID on it compare "
                      "models and runs of this project with each other, NOT with published Inception FIDs.")
     else:

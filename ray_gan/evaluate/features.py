@@ -1,7 +1,14 @@
 """Feature extractors for the evaluation metrics: uint8 images → feature vectors.
 
-Two extractors share one interface (:class:`FeatureExtractor`: ``name``, ``dim``,
+Three extractors share one interface (:class:`FeatureExtractor`: ``name``, ``dim``,
 ``input_size``, ``fingerprint``, ``__call__(uint8 (N, H, W, 3)) -> float64 (N, dim)``):
+
+``classifier`` (the offline default)
+    the penultimate layer of the style classifier the evaluation trains on the dataset's
+    train split (:class:`ClassifierExtractor`): features that see this data. A random net
+    rated blob-like samples of an emoji model FID 3.2 and coverage 0.79; on the features of
+    a classifier trained on the same data (0.93 real-val accuracy) they scored 27 and 0.18,
+    against 58 and 0.00 for noise (issue #21).
 
 ``inception``
     torchvision's ``inception_v3``, pool3 (the 2048-d average-pooled activations before
@@ -13,7 +20,7 @@ Two extractors share one interface (:class:`FeatureExtractor`: ``name``, ``dim``
     but not the same network as, the TF graph of the FID papers, so even these FIDs
     match published numbers only approximately.
 
-``random-cnn`` (the offline default)
+``random-cnn`` (a second opinion, by name only)
     a fixed 4-layer convolutional net whose weights are drawn from a fixed seed
     (He-normal, zero biases), on images resized to 64×64; 512-d features (the last
     layer average-pooled to 2×2). Naeem et al. 2020 show that such random embeddings
@@ -193,13 +200,55 @@ class InceptionExtractor(FeatureExtractor):
         return (x - 0.5) / 0.5
 
 
+class _Penultimate(nn.Module):
+    """A :class:`~ray_gan.evaluate.classifier.StyleNet` up to its linear head."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x).mean(dim=(2, 3))
+
+
+class ClassifierExtractor(FeatureExtractor):
+    """The penultimate layer of the evaluation's style classifier, trained on the dataset's
+    own train split: features that see this data (the shapes and styles it holds), where a
+    random net or an ImageNet net may not. Comparable only between reports with the same
+    ``fingerprint`` (same dataset, seed, steps and device kind)."""
+
+    name = "classifier"
+
+    def __init__(self, net: nn.Module, input_size: int, val_accuracy: float | None, steps: int,
+                 device: str | torch.device | None = None, batch_size: int = 512) -> None:
+        self.input_size = input_size
+        self.dim = int(net.head.in_features)
+        acc = "no val split" if val_accuracy is None else f"real-val accuracy {val_accuracy:.3f}"
+        self.description = (f"penultimate layer ({self.dim}-d) of the style classifier trained on this dataset's "
+                            f"train split ({steps} steps; {acc}), {input_size} px input; FIDs on it compare "
+                            "models of this dataset with each other, not with published Inception FIDs")
+        super().__init__(_Penultimate(net), device, batch_size)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2.0 - 1.0
+
+
+def resolve_extractor(name: ExtractorName = "auto", inception_weights: str | None = None) -> str:
+    """``auto``: ``inception`` when weights are given (argument or
+    ``$RAY_GAN_INCEPTION_WEIGHTS``), else ``classifier``."""
+    weights = inception_weights or os.environ.get(INCEPTION_WEIGHTS_ENV) or None
+    return ("inception" if weights else "classifier") if name == "auto" else name
+
+
 def make_extractor(name: ExtractorName = "auto", inception_weights: str | None = None,
                    device: str | torch.device | None = None) -> FeatureExtractor:
-    """``auto``: Inception when weights are given (argument or ``$RAY_GAN_INCEPTION_WEIGHTS``),
-    else ``random-cnn``."""
+    """The ``inception`` or ``random-cnn`` extractor (``auto`` resolves by
+    :func:`resolve_extractor`; the ``classifier`` extractor is built by the evaluation,
+    from the classifier it trains: :class:`ClassifierExtractor`)."""
     weights = inception_weights or os.environ.get(INCEPTION_WEIGHTS_ENV) or None
-    if name == "auto":
-        name = "inception" if weights else "random-cnn"
+    name = resolve_extractor(name, inception_weights)
+    if name == "classifier":
+        raise ValueError("the classifier extractor is built from a trained style classifier (ClassifierExtractor)")
     if name == "inception":
         if not weights:
             raise ValueError(f"the inception extractor needs a local weights file (--inception-weights PATH or "
@@ -208,4 +257,4 @@ def make_extractor(name: ExtractorName = "auto", inception_weights: str | None =
         return InceptionExtractor(weights, device)
     if name == "random-cnn":
         return RandomCNNExtractor(device)
-    raise ValueError(f"unknown extractor {name!r}; choose auto, inception or random-cnn")
+    raise ValueError(f"unknown extractor {name!r}; choose auto, classifier, inception or random-cnn")

@@ -51,6 +51,9 @@ class StyleResult(_Model):
     classified_as: dict[str, float] = Field(default_factory=dict)
     classifier_val_accuracy: float | None  # the classifier on real val images of this style
     near_copy_share: float  # pixel-space memorisation audit, this style's generated images
+    # where this style's FID and style accuracy sit: 0 at the more flattering floor, 1 at real train images
+    fid_position: float | None = None
+    style_accuracy_position: float | None = None
 
     def mistaken_for(self) -> tuple[str, float] | None:
         """The other style this style's generated images are most often classified as, and its share."""
@@ -113,6 +116,23 @@ class MemorisationResult(_Model):
     worst_pairs: list[WorstPair]
 
 
+class CalibrationRow(_Model):
+    """The headline metrics of one image set against the same real images, in the same
+    feature space, at the same sizes (evaluate/calibration.py)."""
+
+    name: str  # "model", "real train (ceiling)", "floor: noise", "floor: blurred"
+    n: int
+    fid: float
+    kid: float
+    precision: float | None
+    recall: float | None
+    density: float | None
+    coverage: float | None
+    intra_fid_mean: float | None
+    style_accuracy: float | None
+    intra_fid: dict[str, float | None]  # per style
+
+
 class RunInfo(_Model):
     created: str
     seconds: dict[str, float]
@@ -143,6 +163,9 @@ class EvalReport(_Model):
     diversity_ratio_mean: float | None
     style_accuracy: float | None
     classifier: ClassifierResult
+    # the model and the calibration rows (ceiling, floors); the model's position per headline metric
+    calibration: list[CalibrationRow] = Field(default_factory=list)
+    position: dict[str, float | None] = Field(default_factory=dict)
     memorisation: MemorisationResult
     per_style: list[StyleResult]
     notes: list[str]
@@ -179,14 +202,26 @@ class EvalReport(_Model):
             f"{f(self.classifier.val_accuracy, '.3f')})",
             f"  near-copies         {m.near_copy_share:.1%} ({m.near_copy_count} of {self.n_generated}; "
             f"expected ≈ {m.expected_share:.0%}) — memorisation {'FLAGGED' if m.flagged else 'not flagged'}",
-            f"  {'style':<16} {'n':>6} {'FID':>10} {'div. ratio':>10} {'style acc':>10} {'near-copy':>10}  "
-            "mostly mistaken for",
+            "  calibration (same features, same real images, same n; position 0 = floor, 1 = real train images):",
+            f"  {'':<22} {'FID':>9} {'KID x1000':>10} {'precision':>9} {'recall':>7} {'coverage':>8} "
+            f"{'intra-FID':>9} {'style acc':>9}",
+            *[f"  {c.name[:22]:<22} {f(c.fid):>9} {f(c.kid * 1000):>10} {f(c.precision, '.3f'):>9} "
+              f"{f(c.recall, '.3f'):>7} {f(c.coverage, '.3f'):>8} {f(c.intra_fid_mean):>9} "
+              f"{f(c.style_accuracy, '.3f'):>9}" for c in self.calibration],
+            *([f"  {'position of the model':<22} " + " ".join(
+                f"{f(self.position.get(k), '.2f'):>{w}}" for k, w in (("fid", 9), ("kid", 10), ("precision", 9),
+                                                                       ("recall", 7), ("coverage", 8),
+                                                                       ("intra_fid_mean", 9),
+                                                                       ("style_accuracy", 9)))]
+              if self.position else []),
+            f"  {'style':<16} {'n':>6} {'FID':>10} {'FID pos.':>8} {'div. ratio':>10} {'style acc':>10} "
+            f"{'near-copy':>10}  mostly mistaken for",
         ]
         for s in self.per_style:
             miss = s.mistaken_for()
-            lines.append(f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>10} {f(s.diversity_ratio, '.3f'):>10} "
-                         f"{f(s.style_accuracy, '.3f'):>10} {s.near_copy_share:>10.1%}  "
-                         + (f"{miss[0]} ({miss[1]:.0%})" if miss else "–"))
+            lines.append(f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>10} {f(s.fid_position, '.2f'):>8} "
+                         f"{f(s.diversity_ratio, '.3f'):>10} {f(s.style_accuracy, '.3f'):>10} "
+                         f"{s.near_copy_share:>10.1%}  " + (f"{miss[0]} ({miss[1]:.0%})" if miss else "–"))
         return "\n".join(lines)
 
     def deterministic_dump(self) -> dict[str, Any]:
@@ -241,10 +276,18 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
          f"expected ≈ {m.expected_share:.3g}; memorisation flagged: {_fmt(m.flagged)}"],
     ])
     per_style = _table(
-        ["style", "n", "FID", "diversity real", "diversity gen", "ratio", "style acc.", "classifier val acc.",
-         "near-copy share"],
-        [[s.style, s.n_real, s.fid, s.diversity_real, s.diversity_generated, s.diversity_ratio, s.style_accuracy,
-          s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
+        ["style", "n", "FID", "FID position", "diversity real", "diversity gen", "ratio", "style acc.",
+         "style acc. position", "classifier val acc.", "near-copy share"],
+        [[s.style, s.n_real, s.fid, s.fid_position, s.diversity_real, s.diversity_generated, s.diversity_ratio,
+          s.style_accuracy, s.style_accuracy_position, s.classifier_val_accuracy, s.near_copy_share]
+         for s in r.per_style])
+    calibration = _table(
+        ["images", "FID", "KID ×1000", "precision", "recall", "density", "coverage", "intra-style FID", "style acc."],
+        [[c.name, c.fid, c.kid * 1000, c.precision, c.recall, c.density, c.coverage, c.intra_fid_mean,
+          c.style_accuracy] for c in r.calibration]
+        + ([["position of the model", r.position.get("fid"), r.position.get("kid"), r.position.get("precision"),
+             r.position.get("recall"), None, r.position.get("coverage"), r.position.get("intra_fid_mean"),
+             r.position.get("style_accuracy")]] if r.position else [])) if r.calibration else "<p>–</p>"
     names = list(r.per_style[0].classified_as) if r.per_style else []  # the model's styles
     confusion = _table(["requested \\ classified as", *names],
                        [[s.style, *(s.classified_as.get(n) for n in names)] for s in r.per_style]) \
@@ -271,6 +314,11 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
 truncation {_fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.extractor.name)}</b>:
 {html.escape(r.extractor.description)}</p>
 <h2>Overview</h2>{overview}
+<h3>Calibration</h3>{calibration}
+<p class="note">Every row against the same real {html.escape(r.split)} images, in the same feature space, at the
+same sizes: real train images are the best a model can score, noise and train images blurred to {4}×{4} colour
+patches are floors. Position: 0 at the more flattering floor, 1 at real train images. FID and KID depend on the
+sample size: compare only reports at equal n.</p>
 <h2>Per style</h2>{per_style}
 <p class="note">Style classifier: {r.classifier.train_images} training images, {r.classifier.steps} steps
 ({r.classifier.epochs:.3g} epochs),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ray_gan.evaluate.features import INCEPTION_WEIGHTS_ENV, RandomCNNExtractor, make_extractor
+from ray_gan.evaluate.features import INCEPTION_WEIGHTS_ENV, RandomCNNExtractor, make_extractor, resolve_extractor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -22,7 +22,8 @@ def test_random_cnn_is_fixed_and_deterministic():
     assert fa.shape == (7, a.dim) == (7, 512) and fa.dtype == np.float64
     np.testing.assert_allclose(fa, fb, rtol=1e-5, atol=1e-6)  # batching does not matter
     assert not np.allclose(fa[0], fa[1])
-    assert make_extractor("auto").name == "random-cnn"
+    assert make_extractor("random-cnn").name == "random-cnn"
+    assert resolve_extractor("auto") == "classifier"  # offline default: features of a classifier of this data
     with pytest.raises(ValueError, match="uint8"):
         a(imgs.astype(np.float32))
 

@@ -34,9 +34,16 @@ def test_evaluate_writes_a_deterministic_report(tiny_model, tiny_dataset):
     assert (report.n_real, report.n_generated) == (30, 30)
     assert [(s.style, s.n_real, s.n_generated, s.available_real) for s in report.per_style] == \
         [("alpha", 10, 10, 12), ("beta", 10, 10, 12), ("gamma", 10, 10, 12)]
-    # the extractor is named, and random-cnn FIDs are marked as not comparable
-    assert report.extractor.name == "random-cnn" and not report.extractor.comparable_with_published_fid
-    assert any("NOT with published Inception FIDs" in n for n in report.notes)
+    # the default features: the style classifier trained on this data, named and marked not comparable
+    assert report.extractor.name == "classifier" and not report.extractor.comparable_with_published_fid
+    assert report.extractor.dim == 64 and "real-val accuracy" in report.extractor.description
+    assert any("same fingerprint" in n for n in report.notes)
+    # calibration rows in the same space and sizes, and the model's position between floor and ceiling
+    assert [c.name for c in report.calibration] == ["model", "real train (ceiling)", "floor: noise",
+                                                   "floor: blurred"]
+    assert all(c.n == 30 for c in report.calibration) and report.calibration[0].fid == report.fid
+    assert set(report.position) >= {"fid", "coverage", "style_accuracy"}
+    assert all(s.fid_position is not None for s in report.per_style)
     # an untrained generator is far from the data and copies nothing
     assert report.fid > 0 and report.kid.mean > 0
     assert report.precision is not None and report.coverage is not None
@@ -47,12 +54,14 @@ def test_evaluate_writes_a_deterministic_report(tiny_model, tiny_dataset):
     assert set(report.summary()) >= {"fid", "kid_mean", "precision", "recall", "density", "coverage",
                                      "intra_fid_mean", "style_accuracy", "near_copy_share"}
     html = storage.read_bytes(report.files["report_html"]).decode()
-    assert "data:image/png;base64," in html and "random-cnn" in html and "gamma" in html
+    assert "data:image/png;base64," in html and "classifier" in html and "gamma" in html
+    assert "<h3>Calibration</h3>" in html and "position of the model" in html
     pairs = Image.open(io.BytesIO(storage.read_bytes(report.files["worst_pairs_png"])))
     assert pairs.size[0] < pairs.size[1]  # two columns, 16 rows
     grid_bytes = storage.read_bytes(report.files["samples_alpha"])
     table = report.summary_table()
     assert "not comparable with published Inception FIDs" in table and "memorisation not flagged" in table
+    assert "real train (ceiling)" in table and "position of the model" in table
     assert len([line for line in table.splitlines() if line.lstrip().startswith(("alpha", "beta", "gamma"))]) == 3
 
     again = evaluate_model(tiny_model, tiny_dataset, n_per_style=10, seed=0, **FAST)
