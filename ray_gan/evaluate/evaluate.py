@@ -240,16 +240,23 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
                                intra_fid={info.styles[k]: v for k, v in sorted(sc.intra_fid.items())})
                 for n, sc, size in rows]
     position = {m: calibration.position(model_scores.get(m), cal_scores[ceiling_name].get(m),
-                                        [cal_scores[f].get(m) for f in floor_names], higher)
-                for m, higher in calibration.HEADLINE.items()}
+                                        [cal_scores[f].get(m) for f in floor_names], kind)
+                for m, kind in calibration.HEADLINE.items()}
+
+    def style_position(attr: str, k: int, kind: str) -> float | None:
+        return calibration.position(getattr(model_scores, attr).get(k), getattr(cal_scores[ceiling_name], attr).get(k),
+                                    [getattr(cal_scores[f], attr).get(k) for f in floor_names], kind)
+
     for s in per_style:
         k = info.styles.index(s.style)
-        s.fid_position = calibration.position(
-            model_scores.intra_fid.get(k), cal_scores[ceiling_name].intra_fid.get(k),
-            [cal_scores[f].intra_fid.get(k) for f in floor_names], False)
+        s.fid_position = style_position("intra_fid", k, "distance")
+        # Floor images have no style: their per-style accuracy only says which class the
+        # classifier dumps them in (all of one style: 1.0 there); their overall share is chance.
         s.style_accuracy_position = calibration.position(
             model_scores.style_accuracy_per_style.get(k), cal_scores[ceiling_name].style_accuracy_per_style.get(k),
-            [cal_scores[f].style_accuracy_per_style.get(k) for f in floor_names], True)
+            [cal_scores[f].style_accuracy for f in floor_names], "share")
+        s.coverage = model_scores.coverage_per_style.get(k)
+        s.coverage_position = style_position("coverage_per_style", k, "share")
     ratios = [s.diversity_ratio for s in per_style if s.diversity_ratio is not None]
     intra = [s.fid for s in per_style if s.fid is not None]
     report = EvalReport(

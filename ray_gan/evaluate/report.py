@@ -52,8 +52,10 @@ class StyleResult(_Model):
     classifier_val_accuracy: float | None  # the classifier on real val images of this style
     near_copy_share: float  # pixel-space memorisation audit, this style's generated images
     # where this style's FID and style accuracy sit: 0 at the more flattering floor, 1 at real train images
-    fid_position: float | None = None
+    fid_position: float | None = None  # on a log scale (evaluate/calibration.py)
     style_accuracy_position: float | None = None
+    coverage: float | None = None  # of this style's real images by its generated ones
+    coverage_position: float | None = None
 
     def mistaken_for(self) -> tuple[str, float] | None:
         """The other style this style's generated images are most often classified as, and its share."""
@@ -209,19 +211,21 @@ class EvalReport(_Model):
               f"{f(c.recall, '.3f'):>7} {f(c.coverage, '.3f'):>8} {f(c.intra_fid_mean):>9} "
               f"{f(c.style_accuracy, '.3f'):>9}" for c in self.calibration],
             *([f"  {'position of the model':<22} " + " ".join(
-                f"{f(self.position.get(k), '.2f'):>{w}}" for k, w in (("fid", 9), ("kid", 10), ("precision", 9),
+                f"{f(self.position.get(k), '.2f'):>{w}}" for k, w in (("fid", 9), ("", 10), ("precision", 9),
                                                                        ("recall", 7), ("coverage", 8),
                                                                        ("intra_fid_mean", 9),
                                                                        ("style_accuracy", 9)))]
               if self.position else []),
-            f"  {'style':<16} {'n':>6} {'FID':>10} {'FID pos.':>8} {'div. ratio':>10} {'style acc':>10} "
-            f"{'near-copy':>10}  mostly mistaken for",
+            f"  {'style':<16} {'n':>6} {'FID':>9} {'(pos.)':>6} {'coverage':>8} {'(pos.)':>6} {'style acc':>9} "
+            f"{'(pos.)':>6} {'div. ratio':>10} {'near-copy':>9}  mostly mistaken for",
         ]
         for s in self.per_style:
             miss = s.mistaken_for()
-            lines.append(f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>10} {f(s.fid_position, '.2f'):>8} "
-                         f"{f(s.diversity_ratio, '.3f'):>10} {f(s.style_accuracy, '.3f'):>10} "
-                         f"{s.near_copy_share:>10.1%}  " + (f"{miss[0]} ({miss[1]:.0%})" if miss else "–"))
+            lines.append(f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>9} {f(s.fid_position, '.2f'):>6} "
+                         f"{f(s.coverage, '.3f'):>8} {f(s.coverage_position, '.2f'):>6} "
+                         f"{f(s.style_accuracy, '.3f'):>9} {f(s.style_accuracy_position, '.2f'):>6} "
+                         f"{f(s.diversity_ratio, '.3f'):>10} {s.near_copy_share:>9.1%}  "
+                         + (f"{miss[0]} ({miss[1]:.0%})" if miss else "–"))
         return "\n".join(lines)
 
     def deterministic_dump(self) -> dict[str, Any]:
@@ -276,16 +280,16 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
          f"expected ≈ {m.expected_share:.3g}; memorisation flagged: {_fmt(m.flagged)}"],
     ])
     per_style = _table(
-        ["style", "n", "FID", "FID position", "diversity real", "diversity gen", "ratio", "style acc.",
-         "style acc. position", "classifier val acc.", "near-copy share"],
-        [[s.style, s.n_real, s.fid, s.fid_position, s.diversity_real, s.diversity_generated, s.diversity_ratio,
-          s.style_accuracy, s.style_accuracy_position, s.classifier_val_accuracy, s.near_copy_share]
-         for s in r.per_style])
+        ["style", "n", "FID", "FID position", "coverage", "coverage position", "diversity real", "diversity gen",
+         "ratio", "style acc.", "style acc. position", "classifier val acc.", "near-copy share"],
+        [[s.style, s.n_real, s.fid, s.fid_position, s.coverage, s.coverage_position, s.diversity_real,
+          s.diversity_generated, s.diversity_ratio, s.style_accuracy, s.style_accuracy_position,
+          s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
     calibration = _table(
         ["images", "FID", "KID ×1000", "precision", "recall", "density", "coverage", "intra-style FID", "style acc."],
         [[c.name, c.fid, c.kid * 1000, c.precision, c.recall, c.density, c.coverage, c.intra_fid_mean,
           c.style_accuracy] for c in r.calibration]
-        + ([["position of the model", r.position.get("fid"), r.position.get("kid"), r.position.get("precision"),
+        + ([["position of the model", r.position.get("fid"), None, r.position.get("precision"),
              r.position.get("recall"), None, r.position.get("coverage"), r.position.get("intra_fid_mean"),
              r.position.get("style_accuracy")]] if r.position else [])) if r.calibration else "<p>–</p>"
     names = list(r.per_style[0].classified_as) if r.per_style else []  # the model's styles
@@ -317,8 +321,8 @@ truncation {_fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.e
 <h3>Calibration</h3>{calibration}
 <p class="note">Every row against the same real {html.escape(r.split)} images, in the same feature space, at the
 same sizes: real train images are the best a model can score, noise and train images blurred to {4}×{4} colour
-patches are floors. Position: 0 at the more flattering floor, 1 at real train images. FID and KID depend on the
-sample size: compare only reports at equal n.</p>
+patches are floors. Position: 0 at the more flattering floor, 1 at real train images (FID on a log scale; KID has
+none, it can be negative). FID and KID depend on the sample size: compare only reports at equal n.</p>
 <h2>Per style</h2>{per_style}
 <p class="note">Style classifier: {r.classifier.train_images} training images, {r.classifier.steps} steps
 ({r.classifier.epochs:.3g} epochs),

@@ -78,8 +78,8 @@ def test_known_failures_score_near_the_floor_and_real_images_near_the_ceiling(se
                      f"{r.position['fid']:8.2f} {r.position['coverage']:8.2f}")
     print("\n".join(lines))
     assert real.classifier.val_accuracy > 0.9  # features worth trusting
-    assert real.position["fid"] > 0.9 and real.position["coverage"] > 0.8
+    assert real.position["fid"] > 0.85 and real.position["coverage"] > 0.8  # at the ceiling
     for name, r in bad.items():
         assert r.fid > 4 * real.fid, (name, r.fid, real.fid)
         assert r.coverage < real.coverage - 0.5, (name, r.coverage, real.coverage)
-        assert r.position["fid"] < 0.6 and r.position["coverage"] < 0.35, (name, r.position)
+        assert r.position["fid"] < 0.25 and r.position["coverage"] < 0.35, (name, r.position)  # near the floor
