@@ -137,6 +137,31 @@ class _Candidate:
     pixels: np.ndarray | None = None  # for the near-duplicate gate
 
 
+class _RunProgress:
+    """One per run, a Ray actor without CPUs: replicas add each chunk as it finishes — Ray
+    Data hands a block's rows back only once the whole block is done, and a block of a big
+    job holds hundreds of chunks — so the progress bar and its ETA move per chunk; and the
+    driver sets ``stop`` once ``max_chunks`` chunks are done, after which replicas pass the
+    remaining work units by without rendering them."""
+
+    def __init__(self) -> None:
+        self.chunks = self.images = 0
+        self.stop = False
+
+    def add(self, chunks: int, images: int) -> None:
+        self.chunks += chunks
+        self.images += images
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.chunks, self.images
+
+    def request_stop(self) -> None:
+        self.stop = True
+
+    def stopped(self) -> bool:
+        return self.stop
+
+
 class _GenerateChunks:
     """Ray Data actor UDF: one generator replica. A work unit whose manifest part exists is
     complete and skipped (one existence check per unit). Otherwise the unit is rendered in
@@ -148,7 +173,7 @@ class _GenerateChunks:
     the bytes stored."""
 
     def __init__(self, spec: dict, output: str, weights_sha256: str, use_gpu: bool, plan: ChunkPlan,
-                 write_threads: int, gate_models=None) -> None:
+                 write_threads: int, gate_models=None, progress=None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from ray_gan.batch.gates import GateChecker, GateModels
@@ -169,6 +194,7 @@ class _GenerateChunks:
 
             gate_models = ray.get(gate_models)  # an ObjectRef: one copy per node, through the object store
         self.checker = GateChecker(gates, gate_models, self.renderer.device)
+        self.progress, self.stop_seen = progress, False
 
     def _write(self, style: str, s_idx: int, psi: float, c: _Candidate) -> dict:
         from ray_gan.images import encode
@@ -246,8 +272,27 @@ class _GenerateChunks:
 
     @staticmethod
     def _empty(images: int = 0) -> dict:
-        return {"images": images, "written": 0, "skipped": 0, "render_s": 0.0, "write_s": 0.0,
+        return {"images": images, "written": 0, "skipped": 0, "stopped": 0, "render_s": 0.0, "write_s": 0.0,
                 **dict.fromkeys(REJECTED.values(), 0)}
+
+    def _stopped(self) -> bool:
+        """Has the driver asked this run to stop (``max_chunks`` reached)? Asked once per
+        chunk until it has; progress is advisory, so an unreachable tracker means no."""
+        if not self.stop_seen and self.progress is not None:
+            import ray
+
+            try:
+                self.stop_seen = bool(ray.get(self.progress.stopped.remote(), timeout=30))
+            except Exception:  # noqa: BLE001 - the tracker is gone: carry on
+                self.progress = None
+        return self.stop_seen
+
+    def _report(self, result: dict) -> None:
+        if self.progress is not None:
+            try:
+                self.progress.add.remote(1, int(result["images"]))
+            except Exception:  # noqa: BLE001
+                self.progress = None
 
     def _run_chunk(self, g: int) -> dict:
         spec = self.spec
@@ -275,10 +320,14 @@ class _GenerateChunks:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         results = []
         for g in batch["id"]:
+            if self._stopped():
+                results.append({**self._empty(), "stopped": 1, "error": ""})
+                continue
             try:
                 results.append({**self._run_chunk(int(g)), "error": ""})
             except BatchError as e:  # permanent (no retry helps): the driver stops the job with this message
                 results.append({**self._empty(), "error": str(e)})
+            self._report(results[-1])
         out = {k: [r[k] for r in results] for k in results[0]}
         out["device"] = [self.device] * len(results)
         return out
@@ -370,12 +419,14 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
     use_gpu = spec.gpus_per_replica > 0
     # Work units are generated on the cluster (ids 0 … total_chunks − 1); the driver holds
     # only running counts, whatever the job's size.
+    tracker = ray.remote(num_cpus=0)(_RunProgress).remote()
     ds = ray.data.range(plan.total_chunks, override_num_blocks=_num_blocks(plan.total_chunks, spec.replicas))
     ds = ds.map_batches(
         _GenerateChunks,
         fn_constructor_kwargs=dict(spec=spec.model_dump(), output=output, weights_sha256=info.weights_sha256,
                                    use_gpu=use_gpu, plan=plan, write_threads=spec.write_threads,
-                                   gate_models=None if gate_models is None else ray.put(gate_models)),
+                                   gate_models=None if gate_models is None else ray.put(gate_models),
+                                   progress=tracker),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=spec.replicas),
         num_cpus=spec.cpus_per_replica,
@@ -390,26 +441,39 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
     t0 = time.monotonic()
     first: float | None = None  # when the first chunk came back: the actors' start-up before it
     status = "complete"
+    rows = None
     try:
         with Progress("batch", total, "images", status="starting replicas") as bar:
-            for row in ds.iter_rows():
-                if row["error"]:
-                    raise BatchError(row["error"])
-                skipped = bool(row["skipped"])
-                counts["chunks_skipped" if skipped else "chunks_run"] += 1
-                counts["images_done"] += int(row["images"])
-                counts["images_written"] += int(row["written"])
-                for key in REJECTED.values():
-                    counts[key] += int(row[key])
-                render_s += float(row["render_s"])
-                write_s += float(row["write_s"])
-                device = device or json.loads(row["device"])
-                first = first if first is not None else time.monotonic() - t0
-                bar.update(counts["images_done"])
-                if max_chunks is not None and counts["chunks_run"] + counts["chunks_skipped"] >= max_chunks:
-                    status = "incomplete"
-                    break
+            stop_sent = False
+            rows = _rows_with_progress(ds, tracker)
+            for row, (chunks_done, images_done) in rows:
+                if row is not None:
+                    if row["error"]:
+                        raise BatchError(row["error"])
+                    if row["stopped"]:
+                        status = "incomplete"
+                        continue
+                    skipped = bool(row["skipped"])
+                    counts["chunks_skipped" if skipped else "chunks_run"] += 1
+                    counts["images_done"] += int(row["images"])
+                    counts["images_written"] += int(row["written"])
+                    for key in REJECTED.values():
+                        counts[key] += int(row[key])
+                    render_s += float(row["render_s"])
+                    write_s += float(row["write_s"])
+                    device = device or json.loads(row["device"])
+                if first is None and (row is not None or chunks_done):
+                    first = time.monotonic() - t0
+                if first is not None:
+                    bar.update(min(total, max(counts["images_done"], images_done)))
+                done = max(chunks_done, counts["chunks_run"] + counts["chunks_skipped"])
+                if max_chunks is not None and done >= max_chunks and not stop_sent:
+                    tracker.request_stop.remote()  # replicas pass the rest by; the dataset drains
+                    stop_sent = True
     except BaseException as e:
+        tracker.request_stop.remote()
+        if rows is not None:
+            rows.close()  # the thread reading the dataset stops it
         job_doc.update(status="failed", failure=f"{type(e).__name__}: {str(e)[:2000]}")
         _finish(output, job_doc, counts, t0, first, render_s, write_s, device)
         raise
@@ -430,6 +494,62 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
     log(f"batch {spec.job_id}: contact sheet → {report}; audit with `ray-gan verify {output}`")
     return BatchResult(output, total, counts["chunks_run"], counts["chunks_skipped"], counts["images_written"],
                        manifest, report)
+
+
+_END = object()
+
+
+def _rows_with_progress(ds, tracker, poll_s: float = 0.5):
+    """Yield ``(row, (chunks, images))``: each row of ``ds`` as it comes back (consumed on a
+    thread), and at least every ``poll_s`` seconds ``(None, …)``, with the chunks and
+    images the replicas have reported to ``tracker`` so far."""
+    import queue
+    import threading
+
+    import ray
+
+    rows: queue.Queue = queue.Queue(maxsize=256)  # bounded: the driver holds at most this many rows
+    closing = threading.Event()  # the driver stopped reading (done, or an error): stop the dataset too
+
+    def put(item) -> bool:
+        while not closing.is_set():
+            try:
+                rows.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def consume() -> None:
+        try:
+            for row in ds.iter_rows():
+                if not put(row):
+                    return  # leaving the loop closes the iterator: Ray Data shuts the run down
+            put(_END)
+        except BaseException as e:  # noqa: BLE001 - handed to the driver's thread
+            put(e)
+
+    threading.Thread(target=consume, name="batch-rows", daemon=True).start()
+    snapshot, last = (0, 0), 0.0
+    try:
+        while True:
+            try:
+                item = rows.get(timeout=poll_s)
+            except queue.Empty:
+                item = None
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if time.monotonic() - last >= poll_s:
+                try:
+                    snapshot = tuple(ray.get(tracker.snapshot.remote(), timeout=10))
+                except Exception:  # noqa: BLE001 - progress is advisory
+                    pass
+                last = time.monotonic()
+            yield item, snapshot
+    finally:
+        closing.set()
 
 
 def _now() -> str:
