@@ -27,7 +27,10 @@ import pyarrow.parquet as pq
 
 from ray_gan import storage
 from ray_gan.batch.gates import REASONS
-from ray_gan.evaluate.report import _CSS, _fmt, _img, _table
+from ray_gan.html import CSS as _CSS
+from ray_gan.html import fmt as _fmt
+from ray_gan.html import img as _img
+from ray_gan.html import table as _table
 from ray_gan.images import decode_batch, encode, make_grid
 from ray_gan.manifest import MANIFEST_DIR, manifest_files
 
@@ -114,7 +117,7 @@ def write_report(output: str, job: dict) -> str:
                      float(np.median(s.confidence)) if s.confidence else None, s.min_confidence, shared])
         png = _grid_png(s.grid)
         grids.append(f"<figure><h3>{html.escape(name)}</h3>"
-                     + (_img(png, f"{name}: first variants").replace('class="px"', 'class="grid"') if png
+                     + (_img(png, f"{name}: first variants", cls="grid") if png
                         else "<p>–</p>") + "</figure>")
     gate_table = _table(["style", "images", "rejected: near-duplicate", "rejected: training copy",
                          "rejected: style confidence", "share replaced", "training-copy threshold",
@@ -137,8 +140,7 @@ def write_report(output: str, job: dict) -> str:
     cal_lines = "".join(f"<li>{html.escape(k)}: {_fmt(v)}</li>" for k, v in calibration.items()
                         if not isinstance(v, dict))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>batch {html.escape(spec.get('job_id', ''))}</title>
-<style>{_CSS}
-.grid{{image-rendering:pixelated}}</style></head><body>
+<style>{_CSS}</style></head><body>
 <h1>Batch {html.escape(spec.get('job_id', ''))}: contact sheet</h1>
 <p class="note">model {html.escape(spec.get('model', ''))} (step {_fmt(job.get('model_step'))}, weights
 {html.escape(str(job.get('weights_sha256', ''))[:16])}…) · {_fmt(job.get('images'))} images in {len(styles)} styles ·

@@ -7,11 +7,12 @@ under ``run``.
 
 from __future__ import annotations
 
-import base64
 import html
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ray_gan.html import CSS, fmt, img, table
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -235,38 +236,11 @@ class EvalReport(_Model):
 
 # ---- HTML ---------------------------------------------------------------------------
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _img(png: bytes, alt: str) -> str:
-    return (f'<img alt="{html.escape(alt)}" class="px" '
-            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:72em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.px{image-rendering:pixelated;zoom:2}
-.styles{display:flex;flex-wrap:wrap;gap:1.5em}.note{color:#555}figure{margin:0}"""
-
-
 def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: list[bytes], worst_pairs: bytes) -> str:
     """A self-contained page (PNGs embedded) with the report's tables."""
     r = report
     m = r.memorisation
-    overview = _table(["metric", "value", "meaning"], [
+    overview = table(["metric", "value", "meaning"], [
         ["FID", r.fid, f"generated vs real {r.split}; lower is better; {r.extractor.name} features"],
         ["KID (×1000)", r.kid.mean * 1000, f"± {r.kid.std * 1000:.3g}; unbiased, ≈ 0 when indistinguishable"],
         ["precision", r.precision, "share of generated images inside the real manifold (fidelity)"],
@@ -275,17 +249,17 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
         ["coverage", r.coverage, "share of real neighbourhoods that hold a generated image"],
         ["intra-style FID (mean)", r.intra_fid_mean, "FID per style, averaged"],
         ["diversity ratio (mean)", r.diversity_ratio_mean, "generated / real mean pairwise distance; ≪ 1 = collapse"],
-        ["style accuracy", r.style_accuracy, f"classifier's real-val accuracy: {_fmt(r.classifier.val_accuracy)}"],
+        ["style accuracy", r.style_accuracy, f"classifier's real-val accuracy: {fmt(r.classifier.val_accuracy)}"],
         ["near-copy share", m.near_copy_share,
-         f"expected ≈ {m.expected_share:.3g}; memorisation flagged: {_fmt(m.flagged)}"],
+         f"expected ≈ {m.expected_share:.3g}; memorisation flagged: {fmt(m.flagged)}"],
     ])
-    per_style = _table(
+    per_style = table(
         ["style", "n", "FID", "FID position", "coverage", "coverage position", "diversity real", "diversity gen",
          "ratio", "style acc.", "style acc. position", "classifier val acc.", "near-copy share"],
         [[s.style, s.n_real, s.fid, s.fid_position, s.coverage, s.coverage_position, s.diversity_real,
           s.diversity_generated, s.diversity_ratio, s.style_accuracy, s.style_accuracy_position,
           s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
-    calibration = _table(
+    calibration = table(
         ["images", "FID", "KID ×1000", "precision", "recall", "density", "coverage", "intra-style FID", "style acc."],
         [[c.name, c.fid, c.kid * 1000, c.precision, c.recall, c.density, c.coverage, c.intra_fid_mean,
           c.style_accuracy] for c in r.calibration]
@@ -293,29 +267,29 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
              r.position.get("recall"), None, r.position.get("coverage"), r.position.get("intra_fid_mean"),
              r.position.get("style_accuracy")]] if r.position else [])) if r.calibration else "<p>–</p>"
     names = list(r.per_style[0].classified_as) if r.per_style else []  # the model's styles
-    confusion = _table(["requested \\ classified as", *names],
+    confusion = table(["requested \\ classified as", *names],
                        [[s.style, *(s.classified_as.get(n) for n in names)] for s in r.per_style]) \
         if names else "<p>–</p>"
-    audits = _table(
+    audits = table(
         ["space", "measure", "threshold (all styles)", "near copies", "share", "flagged", "gen→train median",
          "val→train median", "gen→nearest train median distance", "val→nearest train median distance"],
         [[a.space + (" (verdict)" if a.space == m.verdict_space else ""), a.measure, a.threshold, a.near_copy_count,
           a.near_copy_share, a.flagged, a.generated_score.median, a.reference_score.median,
           a.generated_to_train.median, a.reference_to_train.median]
          for a in (m.pixel, m.feature)])
-    pairs = _table(["#", "style", "seed", "pixel score", "pixel distance", "feature distance", "nearest training image"],
+    pairs = table(["#", "style", "seed", "pixel score", "pixel distance", "feature distance", "nearest training image"],
                    [[i + 1, p.style, p.seed, p.pixel_score, p.pixel_distance, p.feature_distance, p.train_key]
                     for i, p in enumerate(m.worst_pairs)])
     grids = "".join(
-        f"<figure><h3>{html.escape(s.style)}</h3><p>generated</p>{_img(g, s.style + ' generated')}"
-        f"<p>real {html.escape(r.split)}</p>{_img(rg, s.style + ' real')}</figure>"
+        f"<figure><h3>{html.escape(s.style)}</h3><p>generated</p>{img(g, s.style + ' generated')}"
+        f"<p>real {html.escape(r.split)}</p>{img(rg, s.style + ' real')}</figure>"
         for s, g, rg in zip(r.per_style, generated_grids, real_grids))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in r.notes)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>ray_gan evaluation</title>
-<style>{_CSS}</style></head><body>
+<style>{CSS}</style></head><body>
 <h1>Evaluation: {html.escape(r.model)} (step {r.model_step}) on {html.escape(r.split)}</h1>
 <p class="note">dataset {html.escape(r.dataset)} · {r.n_generated} generated vs {r.n_real} real images ·
-truncation {_fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.extractor.name)}</b>:
+truncation {fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.extractor.name)}</b>:
 {html.escape(r.extractor.description)}</p>
 <h2>Overview</h2>{overview}
 <h3>Calibration</h3>{calibration}
@@ -326,7 +300,7 @@ none, it can be negative). FID and KID depend on the sample size: compare only r
 <h2>Per style</h2>{per_style}
 <p class="note">Style classifier: {r.classifier.train_images} training images, {r.classifier.steps} steps
 ({r.classifier.epochs:.3g} epochs),
-real-val accuracy {_fmt(r.classifier.val_accuracy)} on {r.classifier.val_images} images.</p>
+real-val accuracy {fmt(r.classifier.val_accuracy)} on {r.classifier.val_images} images.</p>
 <h3>Style confusion</h3>{confusion}
 <p class="note">Share of each requested style's generated images that the classifier assigns to each style
 (rows sum to 1; the diagonal is the style accuracy). Off-diagonal mass shows which styles the generator
@@ -336,7 +310,7 @@ draws alike.</p>
 over the mean distance to the k nearest (a copy is far closer to its source than to anything else: near 0; a
 generic image is about as close to many: near 1). Threshold = {m.quantile:g} quantile of the measure for
 {html.escape(m.pixel.reference)}; reference set: {m.train_images} training images.</p>
-<h3>Closest pairs (generated | nearest training image)</h3>{_img(worst_pairs, "closest pairs")}{pairs}
+<h3>Closest pairs (generated | nearest training image)</h3>{img(worst_pairs, "closest pairs")}{pairs}
 <h2>Samples</h2><div class="styles">{grids}</div>
 <h2>Notes</h2><ul>{notes}</ul>
 <p class="note">Created {html.escape(r.run.created)} on {html.escape(r.run.device)}.</p>
