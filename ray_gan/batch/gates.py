@@ -190,19 +190,17 @@ class GateChecker:
 
     @torch.no_grad()
     def check(self, images: np.ndarray, style: int) -> Checked:
-        from ray_gan.evaluate.memorisation import pixel_vectors
-        from ray_gan.evaluate.neighbours import nearest_and_mean
+        from ray_gan.evaluate.memorisation import near_copy_scores, pixel_vectors
         from ray_gan.images import from_uint8
 
         n = len(images)
         reasons: list[str | None] = [None] * n
         score = conf = None
         m, g = self.models, self.gates
+        need_pixels = g is not None and (g.near_duplicates is not None or g.training_copies is not None)
+        pixels = pixel_vectors(images) if need_pixels else None  # once, for both gates that use them
         if g is not None and g.training_copies is not None and m is not None and m.train_vectors is not None:
-            distance, index, mean_k = nearest_and_mean(pixel_vectors(images), m.train_vectors,
-                                                       max(m.relative_k, 1), np.float32)
-            score = distance if m.relative_k <= 1 else \
-                np.divide(distance, mean_k, out=np.zeros_like(distance), where=mean_k > 0)
+            score, _, index = near_copy_scores(pixels, m.train_vectors, m.relative_k, np.float32)
             limit = float(m.limits[style])
             for i in np.flatnonzero(score <= limit):
                 key = m.train_keys[index[i]] if index[i] < len(m.train_keys) else ""
@@ -215,5 +213,5 @@ class GateChecker:
             for i in np.flatnonzero(conf < floor):
                 if reasons[i] is None:
                     reasons[i] = f"{STYLE_CONFIDENCE}: {conf[i]:.3f} < {floor:.3f}"
-        pixels = pixel_vectors(images) if g is not None and g.near_duplicates is not None else None
-        return Checked(reasons, phash(images), score, conf, pixels)
+        return Checked(reasons, phash(images), score, conf,
+                       pixels if g is not None and g.near_duplicates is not None else None)

@@ -103,9 +103,11 @@ class NearCopyAudit:
         return np.argsort(self.score, kind="stable")[:n]
 
 
-def _measure(query: np.ndarray, train: np.ndarray, k: int, dtype: type,
-             exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(score, absolute distance, nearest index) of each query against the training set."""
+def near_copy_scores(query: np.ndarray, train: np.ndarray, k: int, dtype: type,
+                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, absolute distance, nearest index) of each query against the training set:
+    the audit's measure (relative over the ``k`` nearest; absolute for ``k`` ≤ 1), which the
+    batch runner's training-copy gate applies too."""
     distance, index, mean_k = nearest_and_mean(query, train, max(k, 1), dtype, exclude)
     if k <= 1:
         return distance, distance, index
@@ -153,11 +155,11 @@ def near_copy_thresholds(train: np.ndarray, reference: np.ndarray | None = None,
     the batch runner's training-copy gate alike."""
     _check(quantile, train)
     if reference is not None and len(reference):
-        ref_score, ref_distance, _ = _measure(reference, train, relative_k, dtype)
+        ref_score, ref_distance, _ = near_copy_scores(reference, train, relative_k, dtype)
         source = f"{len(ref_score)} val images → train"
     else:
         rows = (np.arange(min(MAX_LOO_QUERIES, len(train))) * len(train)) // min(MAX_LOO_QUERIES, len(train))
-        ref_score, ref_distance, _ = _measure(np.asarray(train)[rows], train, relative_k, dtype, exclude=rows)
+        ref_score, ref_distance, _ = near_copy_scores(np.asarray(train)[rows], train, relative_k, dtype, exclude=rows)
         source = f"{len(ref_score)} train images → the other train images (no val split)"
         reference_styles = None
     style_thresholds: dict[int, float] = {}
@@ -186,7 +188,7 @@ def audit_near_copies(generated: np.ndarray, train: np.ndarray, reference: np.nd
     (see :func:`ray_gan.evaluate.neighbours.nearest_and_mean`).
     """
     _check(quantile, train)
-    score, distance, index = _measure(generated, train, relative_k, dtype)
+    score, distance, index = near_copy_scores(generated, train, relative_k, dtype)
     per_style = generated_styles is not None and reference_styles is not None
     cal = near_copy_thresholds(train, reference, reference_styles if per_style else None, quantile, relative_k, dtype)
     limit = cal.limits(generated_styles if per_style else None, len(score))
