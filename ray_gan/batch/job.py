@@ -148,18 +148,18 @@ class _RunProgress:
         self.chunks = self.images = 0
         self.stop = False
 
-    def add(self, chunks: int, images: int) -> None:
+    def add(self, chunks: int, images: int) -> bool:
+        """Count a finished chunk; whether the run should stop (the replica reads the answer
+        before its next chunk, without waiting for it)."""
         self.chunks += chunks
         self.images += images
+        return self.stop
 
     def snapshot(self) -> tuple[int, int]:
         return self.chunks, self.images
 
     def request_stop(self) -> None:
         self.stop = True
-
-    def stopped(self) -> bool:
-        return self.stop
 
 
 class _GenerateChunks:
@@ -194,7 +194,7 @@ class _GenerateChunks:
 
             gate_models = ray.get(gate_models)  # an ObjectRef: one copy per node, through the object store
         self.checker = GateChecker(gates, gate_models, self.renderer.device)
-        self.progress, self.stop_seen = progress, False
+        self.progress, self.stop_seen, self.last_report = progress, False, None
 
     def _write(self, style: str, s_idx: int, psi: float, c: _Candidate) -> dict:
         from ray_gan.images import encode
@@ -276,21 +276,25 @@ class _GenerateChunks:
                 **dict.fromkeys(REJECTED.values(), 0)}
 
     def _stopped(self) -> bool:
-        """Has the driver asked this run to stop (``max_chunks`` reached)? Asked once per
-        chunk until it has; progress is advisory, so an unreachable tracker means no."""
-        if not self.stop_seen and self.progress is not None:
-            import ray
+        """Has the driver asked this run to stop (``max_chunks`` reached)? The tracker's
+        answer to this replica's last report, read only once it has arrived: no round trip
+        on the way to the next chunk. Progress is advisory: an unreachable tracker means no."""
+        import ray
 
-            try:
-                self.stop_seen = bool(ray.get(self.progress.stopped.remote(), timeout=30))
-            except Exception:  # noqa: BLE001 - the tracker is gone: carry on
-                self.progress = None
+        if not self.stop_seen and self.last_report is not None:
+            ready, _ = ray.wait([self.last_report], timeout=0)
+            if ready:
+                try:
+                    self.stop_seen = bool(ray.get(ready[0]))
+                except Exception:  # noqa: BLE001 - the tracker is gone: carry on
+                    self.progress = None
+                self.last_report = None
         return self.stop_seen
 
     def _report(self, result: dict) -> None:
         if self.progress is not None:
             try:
-                self.progress.add.remote(1, int(result["images"]))
+                self.last_report = self.progress.add.remote(1, int(result["images"]))
             except Exception:  # noqa: BLE001
                 self.progress = None
 
