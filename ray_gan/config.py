@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -233,8 +233,12 @@ class ScalingSettings(_Strict):
 class RunSettings(_Strict):
     """How long the run goes, what it writes, and its seed."""
 
-    steps: int = Field(2000, ge=1, description="Total optimisation steps (counted across resumes).")
-    time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this many seconds.",
+    default_steps: ClassVar[int] = 2000
+
+    steps: int | None = Field(None, ge=1, description="Total optimisation steps (counted across resumes); a cap "
+                              "when a time budget is given, else 2000 when unset.")
+    time_budget_s: float | None = Field(None, gt=0, description="Stop (with a checkpoint) after this many seconds; "
+                                        "alone, it sets the run's length (no step cap).",
                                         json_schema_extra={"cli": "--time-budget"})
     checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
     log_every: int = Field(25, ge=1, description="Steps between progress reports.")
@@ -242,6 +246,14 @@ class RunSettings(_Strict):
     max_loss: float = Field(100.0, gt=0, description="A loss above this (or NaN/inf) is divergence.")
     seed: int = Field(0, ge=0)
     resume: bool = Field(False, description="Continue from the latest checkpoint in out.")
+
+    @property
+    def step_limit(self) -> int | None:
+        """The step the run stops at: ``steps`` when given; none (the time budget ends the
+        run) when only a time budget is given; else the default."""
+        if self.steps is not None:
+            return self.steps
+        return None if self.time_budget_s is not None else self.default_steps
 
 
 class TrainConfig(_Strict):
@@ -314,7 +326,10 @@ class FinetuneOptim(OptimSettings):
 class FinetuneRun(RunSettings):
     """A fine-tuning run's length: shorter than training from scratch."""
 
-    steps: int = Field(1000, ge=1, description="Total optimisation steps (counted across resumes).")
+    default_steps: ClassVar[int] = 1000
+
+    steps: int | None = Field(None, ge=1, description="Total optimisation steps (counted across resumes); a cap "
+                              "when a time budget is given, else 1000 when unset.")
     checkpoint_every: int = Field(250, ge=1, description="Steps between checkpoints.")
 
 
@@ -334,7 +349,7 @@ class FinetuneConfig(_Strict):
     def train_config(self) -> TrainConfig:
         return TrainConfig(dataset=self.data, out=self.out, init_from=self.base, freeze_d=self.freeze_d,
                            optim=self.optim.model_dump(), scaling=self.scaling.model_dump(),
-                           run=self.run.model_dump())
+                           run={**self.run.model_dump(), "steps": self.run.step_limit})
 
 
 # Seeds go through torch.Generator.manual_seed and the batch manifest's int64 columns:

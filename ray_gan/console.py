@@ -277,11 +277,12 @@ class Progress:
 
     WIDTH = 24  # bar cells
 
-    def __init__(self, label: str, total: int, unit: str = "images", *, images_per_unit: float = 1.0,
+    def __init__(self, label: str, total: int | None, unit: str = "images", *, images_per_unit: float = 1.0,
                  initial: int = 0, stream: TextIO | None = None, tty: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, min_gap_s: float = 30.0, redraw_s: float = 0.2,
                  window_s: float = 20.0, status: str = "", startup_apart: bool = False) -> None:
-        self.label, self.total, self.unit = label, max(int(total), 1), unit
+        # total None: no count ends the stage (a time budget does); the bar follows the time left.
+        self.label, self.total, self.unit = label, (max(int(total), 1) if total is not None else None), unit
         self.images_per_unit = images_per_unit
         self.stream = stream if stream is not None else sys.stdout
         self.tty = (_is_tty(self.stream) and not (_SETUP is not None and _SETUP.verbose)) if tty is None else tty
@@ -342,13 +343,13 @@ class Progress:
     def eta(self) -> tuple[float | None, bool]:
         """(seconds left, whether ``time_left`` bounds it)."""
         r = self.rate()
-        by_rate = (self.total - self.done) / r if r else None
+        by_rate = (self.total - self.done) / r if r and self.total is not None else None
         if self.time_left is not None and (by_rate is None or self.time_left < by_rate):
             return self.time_left, True
         return by_rate, False
 
     def fraction(self) -> float:
-        f = self.done / self.total
+        f = self.done / self.total if self.total is not None else 0.0
         left, bounded = self.eta()
         if bounded and left is not None and self._first is not None:  # a time budget ends the stage first
             ran = self._samples[-1][0] - self._first[0]
@@ -369,9 +370,12 @@ class Progress:
             return ""
         return f"{'budget left' if bounded else 'ETA'} {fmt_duration(left)}"
 
+    def _count(self) -> str:
+        return f"{self.done}/{self.total}" if self.total is not None else str(self.done)
+
     def text(self) -> str:
         """The plain progress line (no bar), e.g. ``train: 275/1500 steps (25%), 180 img/s, ETA 1m30s``."""
-        parts = [f"{self.done}/{self.total} {self.unit} ({self.fraction():.0%})", self._rate_text(self.rate()),
+        parts = [f"{self._count()} {self.unit} ({self.fraction():.0%})", self._rate_text(self.rate()),
                  self._eta_text(), self.status]
         return f"{self.label}: " + ", ".join(p for p in parts if p)
 
@@ -381,7 +385,7 @@ class Progress:
         full = int(f * self.WIDTH)
         cells = "█" * full + ("▌" if f * self.WIDTH - full >= 0.5 else "")
         cells = cells.ljust(self.WIDTH, "░")
-        parts = [f"{self.label} ▕{cells}▏ {self.done}/{self.total} {self.unit}", self._rate_text(self.rate()),
+        parts = [f"{self.label} ▕{cells}▏ {self._count()} {self.unit}", self._rate_text(self.rate()),
                  self._eta_text(), self.status]
         line = "  ".join(p for p in parts if p)
         cols = shutil.get_terminal_size((100, 24)).columns
@@ -392,7 +396,7 @@ class Progress:
         in 23s, 52 img/s``) or, with ``startup_apart``, the time after the first update
         (``train: 591/1500 steps in 3m43s, 227 img/s after 41s of start-up``)."""
         elapsed = self.clock() - self.t0
-        head = f"{self.label}: {self.done}/{self.total} {self.unit} in {fmt_duration(elapsed)}"
+        head = f"{self.label}: {self._count()} {self.unit} in {fmt_duration(elapsed)}"
         if not self.startup_apart:
             r = self._rate_text((self.done - self.initial) / elapsed if elapsed > 0 and self.done > self.initial else None)
             return head + (f", {r}" if r else "")

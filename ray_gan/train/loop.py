@@ -119,7 +119,8 @@ def train_loop_per_worker(config: dict) -> None:
     # last line and the history since the last checkpoint.
     log_sum, log_n = np.zeros(3), 0
     ckpt_sum, ckpt_n = np.zeros(3), 0
-    while step < run.steps and not stop:
+    limit = run.step_limit  # None: the time budget alone ends the run
+    while (limit is None or step < limit) and not stop:
         images, styles = next(batches)
         x_real, y = to_input(images), styles.to(device)
 
@@ -142,15 +143,15 @@ def train_loop_per_worker(config: dict) -> None:
         if not (math.isfinite(d_val) and math.isfinite(g_val)) or max(abs(d_val), abs(g_val)) > run.max_loss:
             raise _diverged(step, cfg, history, f"d_loss={d_val:.4g} g_loss={g_val:.4g} (limit {run.max_loss})")
 
-        if step % run.log_every == 0 or step == run.steps or stop:
+        if step % run.log_every == 0 or step == limit or stop:
             now = time.time()
             rate = (step - step_at_log) * imgs_per_step / max(now - t_log, 1e-9)
             d_mean, g_mean, _ = log_sum / log_n
-            log(f"step {step}/{run.steps} | {rate:.1f} img/s | d_loss {d_mean:.4f} g_loss {g_mean:.4f} | "
+            log(f"step {step}{f'/{limit}' if limit else ''} | {rate:.1f} img/s | d_loss {d_mean:.4f} g_loss {g_mean:.4f} | "
                 f"{_time_left(run, step, imgs_per_step / max(rate, 1e-9), now - t_start)}")
             t_log, step_at_log, log_sum, log_n = now, step, np.zeros(3), 0
 
-        if step % run.checkpoint_every == 0 or step == run.steps or stop:
+        if step % run.checkpoint_every == 0 or step == limit or stop:
             if rank == 0:  # G_ema's BatchNorm statistics for its own weights (what is saved and scored)
                 stepper.standing_statistics(seed=run.seed + step)
             val = _validation_loss(D, G_ema, val_images, to_input, mcfg, cfg, device) if rank == 0 else {}
@@ -167,8 +168,10 @@ def train_loop_per_worker(config: dict) -> None:
                     f"(train reals {entry['d_train_real_loss']:.4f}) → {ckpt.checkpoint_uri(cfg.out, step)}")
             ray.train.report({k: v for k, v in entry.items() if v is not None})
             t_ckpt, step_at_ckpt = time.time(), step
-    if stop and step < run.steps:
+    if stop and limit is not None and step < limit:
         log(f"train: time budget of {run.time_budget_s:.0f}s reached at step {step}; resume with --resume")
+    elif stop:
+        log(f"train: time budget of {run.time_budget_s:.0f}s spent at step {step}")
 
 
 def _check_finite(step: int, cfg: TrainConfig, G, D, distributed: bool, device, history: list[dict]) -> None:
@@ -334,7 +337,8 @@ def _sample_grid(G_ema, mcfg: ModelConfig, device) -> bytes:
 def _time_left(run: RunSettings, step: int, s_per_step: float, elapsed: float) -> str:
     """"ETA 4m10s" from the steps still to run or, when the time budget ends the run
     first, "budget left 3m00s" (a budgeted run's step limit is often just a cap)."""
-    by_steps = (run.steps - step) * s_per_step
+    limit = run.step_limit
+    by_steps = (limit - step) * s_per_step if limit is not None else math.inf
     if run.time_budget_s is not None and run.time_budget_s - elapsed < by_steps:
         return f"budget left {fmt_duration(max(run.time_budget_s - elapsed, 0.0))}"
     return f"ETA {fmt_duration(by_steps)}"

@@ -110,8 +110,9 @@ def plan_run(cfg: TrainConfig, dataset: DatasetInfo, existing: ModelInfo | None 
                   dataset_checksum=dataset.checksum, train_count=dataset.count("train"),
                   image_bytes=dataset.resolution * dataset.resolution * 3, val_shards=dataset.shard_uris("val"),
                   resume_step=resume_step, init_from=init_from, notes=notes)
-    if existing is not None and existing.step >= cfg.run.steps:
-        notes.append(f"train: {cfg.out} is already at step {existing.step} >= --steps {cfg.run.steps}; nothing to do")
+    limit = cfg.run.step_limit
+    if existing is not None and limit is not None and existing.step >= limit:
+        notes.append(f"train: {cfg.out} is already at step {existing.step} >= --steps {limit}; nothing to do")
         return RunPlan(hyperparameters=existing.raw.get("hyperparameters") or {}, done=True, **common)
     workers, batch = cfg.scaling.workers, cfg.scaling.batch_size
     if dataset.count("train") < batch * workers:

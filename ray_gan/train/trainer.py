@@ -81,14 +81,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     else:
         ray_dir = os.path.join(tempfile.gettempdir(), "ray_gan", "train-runs")
         run_config = RunConfig(name=run_name, storage_path=ray_dir, failure_config=FailureConfig(max_failures=0))
-    scaling, budget = cfg.scaling, cfg.run.time_budget_s
+    scaling, budget, limit = cfg.scaling, cfg.run.time_budget_s, cfg.run.step_limit
+    length = (f"steps {plan.resume_step or 0} → {limit}" + (f" or {budget:.0f} s, whichever comes first" if budget else "")
+              if limit is not None else f"from step {plan.resume_step or 0} for {budget:.0f} s")
     log(
         f"train: {plan.model.arch} {plan.model.resolution}px, {len(info.styles)} styles, {plan.train_count} train "
-        f"images, {scaling.workers} workers × batch {scaling.batch_size}, steps {plan.resume_step or 0} → "
-        f"{cfg.run.steps}{f' or {budget:.0f} s, whichever comes first' if budget else ''}, out {out}"
+        f"images, {scaling.workers} workers × batch {scaling.batch_size}, {length}, out {out}"
     )
     # Rank 0 reports its step and elapsed time; the driver draws the bar (and logs rank 0's lines to its log file).
-    bar = Progress("train", cfg.run.steps, "steps", images_per_unit=scaling.batch_size * scaling.workers,
+    bar = Progress("train", limit, "steps", images_per_unit=scaling.batch_size * scaling.workers,
                    initial=plan.resume_step or 0, status="starting workers", startup_apart=True)
 
     def show(state: dict | None, _count: int) -> None:
@@ -119,7 +120,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     bar.update(final.step)
     bar.close()
     stopped = (f" ({budget:.0f} s time budget reached; continue with --resume)"
-               if budget and final.step < cfg.run.steps else "")
+               if budget and limit is not None and final.step < limit else "")
     log(f"train: done at step {final.step}{stopped}; model {out}; samples {grid}")
     return TrainResult(out, final.step, grid)
 

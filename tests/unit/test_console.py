@@ -99,6 +99,18 @@ def test_time_budget_bounds_eta_and_fraction():
     assert "budget left 2m00s" in bar.text()
 
 
+def test_without_a_total_the_time_budget_drives_the_bar():
+    clock = Clock()
+    bar = Progress("train", None, "steps", stream=io.StringIO(), tty=False, clock=clock)
+    bar.update(0)
+    clock.t += 60
+    bar.update(4000, time_left=540)
+    assert bar.eta() == (540, True)
+    assert abs(bar.fraction() - 0.1) < 1e-9
+    assert bar.text().startswith("train: 4000 steps (10%)") and "budget left 9m00s" in bar.text()
+    assert "/" not in bar.summary().split(" in ")[0]
+
+
 def test_fmt_duration():
     assert [fmt_duration(s) for s in (0, 44.6, 65, 3599, 7500)] == ["0s", "45s", "1m05s", "59m59s", "2h05m"]
 

@@ -27,6 +27,19 @@ def test_time_left_is_the_steps_when_they_end_the_run_first():
     assert _time_left(cfg, step=200, s_per_step=0.3, elapsed=60.0) == "ETA 30s"
 
 
+def test_a_time_budget_alone_sets_the_runs_length():
+    # issue #20: "--time-budget 600" without --steps stopped at the default 2000 steps
+    assert _cfg(time_budget_s=600).step_limit is None
+    assert _time_left(_cfg(time_budget_s=600), step=5000, s_per_step=0.3, elapsed=420.0) == "budget left 3m00s"
+    assert _cfg().step_limit == RunSettings.default_steps == 2000  # neither given: the default length
+    assert _cfg(steps=300, time_budget_s=600).step_limit == 300  # both: the steps are a cap
+    from ray_gan.config import FinetuneConfig
+    ft = FinetuneConfig(base="b", data="d", out="o")
+    assert ft.train_config().run.step_limit == 1000  # fine-tuning keeps its shorter default
+    ft = FinetuneConfig(base="b", data="d", out="o", run={"time_budget_s": 60})
+    assert ft.train_config().run.step_limit is None
+
+
 def test_the_validation_loss_is_the_runs_own_loss():
     import torch
     import torch.nn.functional as F
