@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 Arch = Literal["stylegan", "dcgan", "vanilla"]
 Loss = Literal["non_saturating", "hinge"]
 Augment = Literal["none", "diffaugment"]
+StyleBalance = Literal["none", "sqrt", "uniform"]
 ImageFormat = Literal["png", "webp", "jpeg"]
 ExtractorName = Literal["auto", "classifier", "inception", "random-cnn"]
 
@@ -211,6 +212,10 @@ class OptimSettings(_Strict):
                              "for D (Zhao et al. 2020), for small datasets.")
     augment_policy: str = Field("color,translation,cutout", pattern=r"^(color|translation|cutout)(,(color|translation|cutout))*$",
                                 description="DiffAugment's transforms, comma-separated.")
+    style_balance: StyleBalance = Field(
+        "none", description="How much each style counts in the losses when styles differ in size: none (in "
+        "proportion to its images), sqrt (to the square root of its images), uniform (every style alike); "
+        "importance weights on every term of a sample (ray_gan/train/balance.py).")
     style_loss: float | None = Field(None, ge=0, description="Weight of an auxiliary style-classification "
                                      "loss (AC-GAN, Odena et al. 2017); conditional stylegan only: default 1 "
                                      "there, 0 = off.")

@@ -30,6 +30,7 @@ from ray_gan.generate.render import latents_from_seeds
 from ray_gan.images import from_uint8, make_grid, to_uint8
 from ray_gan.models import build_discriminator, build_generator
 from ray_gan.models.stylegan import same_style_packs
+from ray_gan.train.balance import accuracy_by_style, format_accuracy
 from ray_gan.train.finetune import init_from_base
 from ray_gan.train.plan import RunPlan
 from ray_gan.train.step import GANStep, d_fake_term, d_real_term
@@ -74,7 +75,8 @@ def train_loop_per_worker(config: dict) -> None:
         if fresh:
             log(f"fine-tune: {fresh} tensor(s) the base model lacks (a head added after it was trained) start fresh")
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world, distributed, hp=plan.hyperparameters)
+    stepper = GANStep(G, D, G_ema, mcfg, cfg, device, world, distributed, hp=plan.hyperparameters,
+                      style_weights=plan.style_weights)
     step = 0
     history: list[dict] = []
 
@@ -119,6 +121,17 @@ def train_loop_per_worker(config: dict) -> None:
     # last line and the history since the last checkpoint.
     log_sum, log_n = np.zeros(3), 0
     ckpt_sum, ckpt_n = np.zeros(3), 0
+    ckpt_tally = None  # D's right calls per style since the last checkpoint (summed over workers)
+
+    def take_tally():
+        """D's per-style tally since the last call, summed over workers (a collective:
+        called at the same steps on every rank)."""
+        nonlocal ckpt_tally
+        tally = stepper.style_tally.take()
+        if distributed:
+            dist.all_reduce(tally)
+        ckpt_tally = tally if ckpt_tally is None else ckpt_tally + tally
+        return tally
     limit = run.step_limit  # None: the time budget alone ends the run
     while (limit is None or step < limit) and not stop:
         images, styles = next(batches)
@@ -147,8 +160,10 @@ def train_loop_per_worker(config: dict) -> None:
             now = time.time()
             rate = (step - step_at_log) * imgs_per_step / max(now - t_log, 1e-9)
             d_mean, g_mean, _ = log_sum / log_n
+            by_style = accuracy_by_style(take_tally(), plan.styles)
             log(f"step {step}{f'/{limit}' if limit else ''} | {rate:.1f} img/s | d_loss {d_mean:.4f} g_loss {g_mean:.4f} | "
-                f"{_time_left(run, step, imgs_per_step / max(rate, 1e-9), now - t_start)}")
+                f"{_time_left(run, step, imgs_per_step / max(rate, 1e-9), now - t_start)}"
+                + (f" | {format_accuracy(by_style)}" if len(by_style) > 1 else ""))
             t_log, step_at_log, log_sum, log_n = now, step, np.zeros(3), 0
 
         if step % run.checkpoint_every == 0 or step == limit or stop:
@@ -158,15 +173,18 @@ def train_loop_per_worker(config: dict) -> None:
             _check_finite(step, cfg, G, D, distributed, device, history)
             rate = (step - step_at_ckpt) * imgs_per_step / max(time.time() - t_ckpt, 1e-9)
             d_mean, g_mean, d_real_mean = (float(v) for v in ckpt_sum / ckpt_n)
+            take_tally()
             entry = {"step": step, "d_loss": d_mean, "g_loss": g_mean, "images_per_s": round(rate, 2),
-                     "d_train_real_loss": d_real_mean, **val}
-            ckpt_sum, ckpt_n = np.zeros(3), 0
+                     "d_train_real_loss": d_real_mean,
+                     "d_accuracy_by_style": {k: round(v, 4) for k, v in accuracy_by_style(ckpt_tally, plan.styles).items()},
+                     **val}
+            ckpt_sum, ckpt_n, ckpt_tally = np.zeros(3), 0, None
             history.append(entry)
             _save_checkpoint(plan, step, rank, world, G, G_ema, D, stepper, history, distributed, device)
             if val.get("d_val_real_loss") is not None:
                 log(f"checkpoint step {step}: D loss on val reals {val['d_val_real_loss']:.4f} "
                     f"(train reals {entry['d_train_real_loss']:.4f}) → {ckpt.checkpoint_uri(cfg.out, step)}")
-            ray.train.report({k: v for k, v in entry.items() if v is not None})
+            ray.train.report({k: v for k, v in entry.items() if v is not None and not isinstance(v, dict)})
             t_ckpt, step_at_ckpt = time.time(), step
     if stop and limit is not None and step < limit:
         log(f"train: time budget of {run.time_budget_s:.0f}s reached at step {step}; resume with --resume")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from ray_gan.checkpoint import ModelInfo
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.data.dataset import DatasetInfo
+from ray_gan.train.balance import style_weights
 
 
 class TrainError(RuntimeError):
@@ -46,6 +47,7 @@ class RunPlan(BaseModel):
     train_count: int
     image_bytes: int  # one decoded image (uint8 RGB), for the worker's in-memory cache decision
     val_shards: list[str]
+    style_weights: list[float] = []  # per style (ray_gan/train/balance.py); empty: all 1
     resume_step: int | None = None
     init_from: InitFrom | None = None
     notes: list[str] = []  # what the driver tells the user before training
@@ -130,4 +132,9 @@ def plan_run(cfg: TrainConfig, dataset: DatasetInfo, existing: ModelInfo | None 
         hp = cfg.hyperparameters(mcfg, workers)
     except ValueError as e:
         raise TrainError(str(e)) from None
-    return RunPlan(hyperparameters=hp, **common)
+    per_style = dataset.counts.get("train", {}).get("per_style", {})
+    try:
+        weights = style_weights([int(per_style.get(s, 0)) for s in dataset.styles], cfg.optim.style_balance)
+    except ValueError as e:
+        raise TrainError(f"--style-balance {cfg.optim.style_balance}: {e}") from None
+    return RunPlan(hyperparameters=hp, style_weights=weights, **common)

@@ -25,6 +25,10 @@ Regularisation and stabilisation:
   the style inputs of their first layers from one latent and the rest from another of
   the same style label, so adjacent layers do not learn to depend on each other (which
   is what makes coarse/fine mixing a control at render time);
+* style balance (:mod:`ray_gan.train.balance`): with per-style weights, every term of a
+  sample of style s is weighted by ``w_s`` (D's real and fake terms, G's term, the style
+  head's cross-entropy); D's per-style accuracy is tallied on the device
+  (``style_tally``) for the training log;
 * EMA of G's weights, with a warm-up so short runs still get a useful average;
 * one forward pass of G per step: D's update uses the fakes detached, G's the same
   fakes through the updated D (the DCGAN reference loop does the same);
@@ -48,8 +52,15 @@ from torch import nn
 
 from ray_gan.config import ModelConfig, TrainConfig
 from ray_gan.models.stylegan import same_style_packs
-from ray_gan.train.finetune import freeze_input_layers
 from ray_gan.train.augment import diff_augment
+from ray_gan.train.balance import StyleTally
+from ray_gan.train.finetune import freeze_input_layers
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``mean(w·v)``: an importance-weighted estimate of the target expectation (the
+    weights average 1 over the data); the plain mean without weights."""
+    return values.mean() if weights is None else (values * weights).mean()
+
 
 def d_real_term(logits: torch.Tensor, loss: str) -> torch.Tensor:
     """D's per-sample loss on real images: ``softplus(-D(x))`` (non-saturating) or ``relu(1 - D(x))`` (hinge)."""
@@ -67,9 +78,10 @@ class GANStep:
 
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, mcfg: ModelConfig, cfg: TrainConfig,
                  device: torch.device, world: int = 1, distributed: bool = False,
-                 hp: dict[str, float] | None = None) -> None:
+                 hp: dict[str, float] | None = None, style_weights: list[float] | None = None) -> None:
         """``hp``: the run's hyper-parameters as its plan resolved them (default: resolved
-        here from ``cfg``, the same function). With ``cfg.freeze_d`` (FreezeD), D's first
+        here from ``cfg``, the same function). ``style_weights``: per-style loss weights
+        (:func:`ray_gan.train.balance.style_weights`; None or empty: unweighted). With ``cfg.freeze_d`` (FreezeD), D's first
         input-side layers are held: no gradients, no optimiser state."""
         self.G, self.D, self.G_ema, self.mcfg, self.cfg = G, D, G_ema, mcfg, cfg
         self.device, self.world, self.distributed = device, world, distributed
@@ -85,6 +97,9 @@ class GANStep:
                                       betas=(self.hp["beta1"] ** c, self.hp["beta2"] ** c))
         self.styled = hasattr(G, "mapping")
         self.style_loss = self.hp["style_loss"]
+        self.style_weights = (torch.tensor(style_weights, dtype=torch.float32, device=device)
+                              if style_weights and any(w != 1.0 for w in style_weights) else None)
+        self.style_tally = StyleTally(mcfg.num_styles, device)
         self.amp = opt.amp and device.type == "cuda"
         self._ema_pairs = None
         self.memory_format = torch.channels_last if opt.channels_last and mcfg.arch != "vanilla" else None
@@ -166,12 +181,14 @@ class GANStep:
         self._carry = (x[rest], y[rest]) if keep.shape[0] < y.shape[0] else None
         return x[keep], y[keep]
 
-    def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        real = d_real_term(real_logits, self.cfg.optim.loss).mean()
-        return real, real + d_fake_term(fake_logits, self.cfg.optim.loss).mean()
+    def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor, w: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        real = weighted_mean(d_real_term(real_logits, self.cfg.optim.loss), w)
+        return real, real + weighted_mean(d_fake_term(fake_logits, self.cfg.optim.loss), w)
 
-    def _g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return -fake_logits.mean() if self.cfg.optim.loss == "hinge" else F.softplus(-fake_logits).mean()
+    def _g_loss(self, fake_logits: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        per_sample = -fake_logits if self.cfg.optim.loss == "hinge" else F.softplus(-fake_logits)
+        return weighted_mean(per_sample, w)
 
     def _update(self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module) -> None:
         opt.zero_grad(set_to_none=True)
@@ -198,6 +215,7 @@ class GANStep:
         if self.pack > 1:  # runs of `pack` images of one style; the fakes take the same labels
             x_real, y = self._arrange_packs(x_real, y)
         y_d = y[:: self.pack]  # one label per D output
+        w = self.style_weights[y_d] if self.style_weights is not None else None  # reals' and fakes' alike
         if self.memory_format is not None:
             if not self._formatted:  # after any resume/broadcast (collectives want plain layouts)
                 for module in (G, D, self.G_ema):
@@ -216,10 +234,11 @@ class GANStep:
             x_real = x_real.detach().requires_grad_(True)
         with self._autocast():
             real_logits, fake_logits, real_classes = self._d_real_fake(x_real, x_fake.detach(), y, eager=r1)
-        d_real_loss, d_loss = self._d_loss(real_logits, fake_logits)
+        self.style_tally.add(real_logits.detach(), fake_logits.detach(), y_d)
+        d_real_loss, d_loss = self._d_loss(real_logits, fake_logits, w)
         d_total = d_loss
         if self.style_loss:  # D's style head learns the real images' styles
-            d_total = d_total + self.style_loss * F.cross_entropy(real_classes, y_d)
+            d_total = d_total + self.style_loss * weighted_mean(F.cross_entropy(real_classes, y_d, reduction="none"), w)
         if r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), x_real, create_graph=True)
             # E‖∇D‖² over D's inputs (a pack's gradient is its members' together).
@@ -232,9 +251,10 @@ class GANStep:
             p.requires_grad_(False)
         with self._autocast():
             fake_logits, fake_classes = self._score(self._d(), self._augment(x_fake), y)
-            g_loss = g_total = self._g_loss(fake_logits)
+            g_loss = g_total = self._g_loss(fake_logits, w)
             if self.style_loss:  # ... and G makes fakes that head assigns to their style
-                g_total = g_loss + self.style_loss * F.cross_entropy(fake_classes, y_d)
+                g_total = g_loss + self.style_loss * weighted_mean(
+                    F.cross_entropy(fake_classes, y_d, reduction="none"), w)
         self._update(self.opt_g, g_total, G)
         for p in self._d_trainable:
             p.requires_grad_(True)

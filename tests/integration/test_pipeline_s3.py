@@ -42,7 +42,7 @@ def s3_dataset(ray_cluster, bucket, multistyle_on_s3) -> dict:
 def s3_model(s3_dataset, bucket) -> str:
     out = f"s3://{bucket}/models/shapes-dcgan"
     train(TrainConfig.from_flat(dataset=s3_dataset["uri"], out=out, arch="dcgan", workers=2, steps=4, batch_size=8,
-                      checkpoint_every=2, log_every=1, g_channels=8, d_channels=8))
+                      checkpoint_every=2, log_every=1, g_channels=8, d_channels=8, style_balance="uniform"))
     return out
 
 
@@ -86,6 +86,10 @@ def test_train_writes_checkpoints_to_s3_and_resumes(s3_model, s3_dataset):
     assert info.step == 4 and info.styles == ["flat", "outline", "stripes"]
     assert [h["step"] for h in info.raw["history"]] == [2, 4]
     assert info.raw["history"][-1]["d_val_real_loss"] is not None
+    # D's accuracy per style, over both workers' steps since the last checkpoint (issue #20)
+    by_style = info.raw["history"][-1]["d_accuracy_by_style"]
+    assert set(by_style) <= set(info.styles) and len(by_style) >= 2 and all(0 <= a <= 1 for a in by_style.values())
+    assert info.raw["train_config"]["optim"]["style_balance"] == "uniform"
     assert info.raw["dataset"]["checksum"] == read_dataset_info(s3_dataset["uri"]).checksum
     for name in (*ckpt.WEIGHTS.values(), ckpt.OPTIMIZER_FILE, ckpt.rng_file(0), ckpt.rng_file(1)):
         assert storage.exists(storage.join(info.checkpoint, name)), name

@@ -83,3 +83,13 @@ def test_bad_combinations_are_refused_before_ray_starts():
         plan_run(cfg(pack=4, batch_size=8), dataset())
     with pytest.raises(TrainError, match="bad model settings"):
         plan_run(cfg(arch="dcgan", pack=2), dataset())
+
+
+def test_style_balance_weights_come_from_the_train_split_per_style():
+    ds = dataset()
+    ds.counts["train"]["per_style"] = {"flat": 210, "outline": 60, "stripes": 30}
+    assert plan_run(cfg(), ds).style_weights == [1.0, 1.0, 1.0]
+    w = plan_run(cfg(style_balance="uniform"), ds).style_weights
+    assert w == pytest.approx([300 / 210 / 3, 300 / 60 / 3, 300 / 30 / 3])
+    with pytest.raises(TrainError, match="style-balance sqrt"):
+        plan_run(cfg(style_balance="sqrt"), dataset())  # a dataset.json without per-style counts
