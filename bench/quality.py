@@ -47,7 +47,7 @@ def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device
         # CPU: the CLI's defaults (2 workers × 32). CUDA: one worker on one GPU, batch 64
         # (the reference's batch).
         on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
-        fields = {"steps": 10**8, "time_budget_s": budget, "checkpoint_every": 10**8, "log_every": 200,
+        fields = {"time_budget_s": budget, "checkpoint_every": 10**8, "log_every": 200,
                   "seed": seed, **on_gpu, **overrides}
         trainer.train(TrainConfig.from_flat(dataset=data, out=str(out), arch=arch, **fields))
     return {**trained_row(out), "renderer": None}

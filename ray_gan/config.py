@@ -116,6 +116,11 @@ class ModelConfig(_Strict):
     noise_inputs: bool = Field(True, description="stylegan: per-pixel noise added after every synthesis "
                                "convolution (StyleGAN); off, as in StyleGAN3, every detail comes from w. "
                                "On here for models stored before the option; new models: the preset (off).")
+    bounded_output: bool = Field(False, description="stylegan: tanh on the image G draws, so it stays inside "
+                                 "the [-1, 1] that images are rendered from; linear (StyleGAN's own), G's values "
+                                 "outside it, which D sees but a rendered image clips channel by channel, show "
+                                 "as colour tints and fringes. Off here for models stored before the option; "
+                                 "new models: the preset.")
     pack: int = Field(1, ge=1, le=8, description="stylegan: discriminator packing (PacGAN, Lin et al. 2018): D "
                       "judges this many images of one style at once, stacked along channels, so a generator "
                       "that ignores its latent (identical images in a pack) is easy to tell from real data.")
@@ -129,6 +134,8 @@ class ModelConfig(_Strict):
             raise ValueError(f"stylegan needs a power-of-two resolution from 8 to 256, got {r}")
         if self.pack > 1 and self.arch != "stylegan":
             raise ValueError(f"pack > 1 (discriminator packing) is a stylegan setting, not {self.arch}'s")
+        if self.bounded_output and self.arch != "stylegan":
+            raise ValueError(f"bounded_output is a stylegan setting; {self.arch}'s generator ends in tanh already")
         if not self.noise_inputs and self.arch != "stylegan":
             raise ValueError(f"noise_inputs is a stylegan setting; {self.arch} has no noise inputs to turn off")
         return self
@@ -166,7 +173,7 @@ class ArchPreset:
 ARCH_PRESETS: dict[str, ArchPreset] = {
     "stylegan": ArchPreset(
         model={"channels": 3, "z_dim": 128, "w_dim": 128, "mapping_layers": 4, "embed_dim": 64, "g_channels": 16,
-               "d_channels": 16, "max_channels": 256, "noise_inputs": False},
+               "d_channels": 16, "max_channels": 256, "noise_inputs": False, "bounded_output": True},
         optim={"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "style_loss": 1.0},
         r1="heuristic", pack=2),
     "dcgan": ArchPreset(
@@ -192,6 +199,7 @@ class ModelOverrides(_Strict):
     pack: int | None = Field(None, ge=1, le=8, description="stylegan: images of one style D judges at once "
                              "(PacGAN); default 2, or 1 where a batch cannot hold two of every style.")
     noise_inputs: bool | None = Field(None, description="stylegan: per-pixel noise inputs in G (default off).")
+    bounded_output: bool | None = Field(None, description="stylegan: tanh on G's image (default on).")
 
 
 class OptimSettings(_Strict):

@@ -51,6 +51,7 @@ class Scores:
     style_accuracy_per_style: dict[int, float | None] = field(default_factory=dict)
     kid_detail: metrics.KID | None = None
     coverage_per_style: dict[int, float | None] = field(default_factory=dict)
+    recall_per_style: dict[int, float | None] = field(default_factory=dict)
 
     @property
     def intra_fid_mean(self) -> float | None:
@@ -72,17 +73,21 @@ def score(f_real: np.ndarray, real_styles: np.ndarray, f_set: np.ndarray, set_st
     intra: dict[int, float | None] = {}
     acc: dict[int, float | None] = {}
     cov: dict[int, float | None] = {}
+    rec: dict[int, float | None] = {}
     for k in np.unique(real_styles):
         r, g = f_real[real_styles == k], f_set[set_styles == k]
         intra[int(k)] = metrics.fid(r, g) if len(r) >= 2 and len(g) >= 2 else None
         cov[int(k)] = metrics.density_coverage(r, g, dc_k).coverage if len(r) > dc_k and len(g) else None
+        # a style's recall: its real images inside its own generated images' manifold (a
+        # collapsed style scores ≈ 0 however good the other styles are)
+        rec[int(k)] = metrics.precision_recall(r, g, pr_k).recall if len(r) > pr_k and len(g) > pr_k else None
         if predicted is not None:
             hit = predicted[set_styles == k] == k
             acc[int(k)] = float(hit.mean()) if len(hit) else None
     overall = float((predicted == set_styles).mean()) if predicted is not None and len(set_styles) else None
     return Scores(metrics.fid(f_real, f_set), kid.mean, kid.std, pr.precision if pr else None,
                   pr.recall if pr else None, dc.density if dc else None, dc.coverage if dc else None, intra,
-                  overall, acc, kid, cov)
+                  overall, acc, kid, cov, rec)
 
 
 def matched(images: np.ndarray, styles: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -257,8 +257,11 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
             [cal_scores[f].style_accuracy for f in floor_names], "share")
         s.coverage = model_scores.coverage_per_style.get(k)
         s.coverage_position = style_position("coverage_per_style", k, "share")
+        s.recall = model_scores.recall_per_style.get(k)
+        s.recall_position = style_position("recall_per_style", k, "share")
     ratios = [s.diversity_ratio for s in per_style if s.diversity_ratio is not None]
     intra = [s.fid for s in per_style if s.fid is not None]
+    gen_colour, real_colour = metrics.colour(generated), metrics.colour(real.images)
     report = EvalReport(
         model=info.uri, model_step=info.step, weights_sha256=info.weights_sha256, dataset=ds.uri,
         dataset_checksum=ds.checksum, split=cfg.split,
@@ -272,6 +275,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
         intra_fid_mean=float(np.mean(intra)) if intra else None,
         diversity_ratio_mean=float(np.mean(ratios)) if ratios else None,
         style_accuracy=gen_acc.overall,
+        colour_cast=gen_colour.cast, colour_cast_real=real_colour.cast, edge_chroma=gen_colour.edges,
+        edge_chroma_real=real_colour.edges,
         classifier=ClassifierResult(
             train_images=fitted.train_images, steps=fitted.steps, epochs=round(fitted.epochs, 3),
             input_size=fitted.classifier.input_size,

@@ -57,6 +57,8 @@ class StyleResult(_Model):
     style_accuracy_position: float | None = None
     coverage: float | None = None  # of this style's real images by its generated ones
     coverage_position: float | None = None
+    recall: float | None = None  # this style's real images inside its generated images' manifold
+    recall_position: float | None = None
 
     def mistaken_for(self) -> tuple[str, float] | None:
         """The other style this style's generated images are most often classified as, and its share."""
@@ -166,6 +168,11 @@ class EvalReport(_Model):
     diversity_ratio_mean: float | None
     style_accuracy: float | None
     classifier: ClassifierResult
+    # pixel colour (metrics.colour): chroma of flat light areas and of edges, generated and real; None in older reports
+    colour_cast: float | None = None
+    colour_cast_real: float | None = None
+    edge_chroma: float | None = None
+    edge_chroma_real: float | None = None
     # the model and the calibration rows (ceiling, floors); the model's position per headline metric
     calibration: list[CalibrationRow] = Field(default_factory=list)
     position: dict[str, float | None] = Field(default_factory=dict)
@@ -183,7 +190,8 @@ class EvalReport(_Model):
             "kid_mean": self.kid.mean, "kid_std": self.kid.std, "precision": self.precision, "recall": self.recall,
             "density": self.density, "coverage": self.coverage, "intra_fid_mean": self.intra_fid_mean,
             "diversity_ratio_mean": self.diversity_ratio_mean, "style_accuracy": self.style_accuracy,
-            "classifier_val_accuracy": self.classifier.val_accuracy,
+            "classifier_val_accuracy": self.classifier.val_accuracy, "colour_cast": self.colour_cast,
+            "edge_chroma": self.edge_chroma,
             "near_copy_share": self.memorisation.near_copy_share, "memorisation_flagged": self.memorisation.flagged,
         }
 
@@ -203,6 +211,9 @@ class EvalReport(_Model):
             f"  diversity ratio     {f(self.diversity_ratio_mean, '.3f')} (generated / real)",
             f"  style accuracy      {f(self.style_accuracy, '.3f')} (classifier on real val: "
             f"{f(self.classifier.val_accuracy, '.3f')})",
+            f"  colour              cast {f(self.colour_cast, '.3f')} on flat light areas (real "
+            f"{f(self.colour_cast_real, '.3f')}), chroma {f(self.edge_chroma, '.3f')} on edges (real "
+            f"{f(self.edge_chroma_real, '.3f')})",
             f"  near-copies         {m.near_copy_share:.1%} ({m.near_copy_count} of {self.n_generated}; "
             f"expected ≈ {m.expected_share:.0%}) — memorisation {'FLAGGED' if m.flagged else 'not flagged'}",
             "  calibration (same features, same real images, same n; position 0 = floor, 1 = real train images):",
@@ -217,13 +228,13 @@ class EvalReport(_Model):
                                                                        ("intra_fid_mean", 9),
                                                                        ("style_accuracy", 9)))]
               if self.position else []),
-            f"  {'style':<16} {'n':>6} {'FID':>9} {'(pos.)':>6} {'coverage':>8} {'(pos.)':>6} {'style acc':>9} "
+            f"  {'style':<16} {'n':>6} {'FID':>9} {'(pos.)':>6} {'coverage':>8} {'(pos.)':>6} {'recall':>6} {'style acc':>9} "
             f"{'(pos.)':>6} {'div. ratio':>10} {'near-copy':>9}  mostly mistaken for",
         ]
         for s in self.per_style:
             miss = s.mistaken_for()
             lines.append(f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>9} {f(s.fid_position, '.2f'):>6} "
-                         f"{f(s.coverage, '.3f'):>8} {f(s.coverage_position, '.2f'):>6} "
+                         f"{f(s.coverage, '.3f'):>8} {f(s.coverage_position, '.2f'):>6} {f(s.recall, '.3f'):>6} "
                          f"{f(s.style_accuracy, '.3f'):>9} {f(s.style_accuracy_position, '.2f'):>6} "
                          f"{f(s.diversity_ratio, '.3f'):>10} {s.near_copy_share:>9.1%}  "
                          + (f"{miss[0]} ({miss[1]:.0%})" if miss else "–"))
@@ -250,13 +261,18 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
         ["intra-style FID (mean)", r.intra_fid_mean, "FID per style, averaged"],
         ["diversity ratio (mean)", r.diversity_ratio_mean, "generated / real mean pairwise distance; ≪ 1 = collapse"],
         ["style accuracy", r.style_accuracy, f"classifier's real-val accuracy: {fmt(r.classifier.val_accuracy)}"],
+        ["colour cast", r.colour_cast, f"chroma of flat light areas (tinted backgrounds); real: "
+                                       f"{fmt(r.colour_cast_real)}"],
+        ["edge chroma", r.edge_chroma, f"chroma along edges (colour fringes); real: {fmt(r.edge_chroma_real)}"],
         ["near-copy share", m.near_copy_share,
          f"expected ≈ {m.expected_share:.3g}; memorisation flagged: {fmt(m.flagged)}"],
     ])
     per_style = table(
-        ["style", "n", "FID", "FID position", "coverage", "coverage position", "diversity real", "diversity gen",
+        ["style", "n", "FID", "FID position", "coverage", "coverage position", "recall", "recall position",
+         "diversity real", "diversity gen",
          "ratio", "style acc.", "style acc. position", "classifier val acc.", "near-copy share"],
-        [[s.style, s.n_real, s.fid, s.fid_position, s.coverage, s.coverage_position, s.diversity_real,
+        [[s.style, s.n_real, s.fid, s.fid_position, s.coverage, s.coverage_position, s.recall, s.recall_position,
+          s.diversity_real,
           s.diversity_generated, s.diversity_ratio, s.style_accuracy, s.style_accuracy_position,
           s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
     calibration = table(

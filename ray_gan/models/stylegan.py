@@ -257,7 +257,7 @@ class StyleGANGenerator(nn.Module):
         img = self.rgb4(x, ws[:, 1])
         for i, block in enumerate(self.blocks):
             x, img = block(x, img, ws[:, 2 * i + 1 : 2 * i + 4], random_noise)
-        return img
+        return torch.tanh(img) if self.cfg.bounded_output else img
 
     def forward(self, z: torch.Tensor, style: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
         w = self.mapping(z, style)

@@ -102,3 +102,26 @@ def test_metrics_reject_bad_input():
         metrics.fid(np.array([[0.0], [np.nan]]), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="dimension"):
         metrics.fid(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+
+def test_colour_sees_channels_clipped_on_their_own_and_fringes_along_edges():
+    """Dark grey shapes on white: no cast, no chroma on edges. Issue #20's two symptoms:
+    a white background whose channels overshoot by different amounts (clipped channel by
+    channel when rendered) is tinted; channels shifted against each other fringe every edge."""
+    rng = np.random.default_rng(0)
+    real = np.full((20, 32, 32, 3), 255, np.uint8)
+    for img in real:
+        y, x = rng.integers(4, 20, 2)
+        img[y : y + 10, x : x + 10] = rng.integers(0, 120)
+    clean = metrics.colour(real)
+    assert clean.cast < 0.01 and clean.edges < 0.01
+    overshoot = rng.normal(0, 0.4, (20, 32, 32, 3))  # G's values in [-1, 1] units, beyond +1 on the background
+    model = np.clip(real.astype(np.float64) / 127.5 - 1 + overshoot * (real == 255), -1, 1)
+    tinted = metrics.colour(((model + 1) * 127.5).round().astype(np.uint8))
+    assert tinted.cast > 5 * clean.cast + 0.02
+    fringed = real.copy()
+    fringed[..., 0] = np.roll(real[..., 0], 1, axis=2)  # red one pixel right, blue one left
+    fringed[..., 2] = np.roll(real[..., 2], -1, axis=2)
+    assert metrics.colour(fringed).edges > 0.2
+    assert metrics.colour(np.zeros((2, 8, 8, 3), np.uint8)) == (None, None)  # no light flat areas, no edges

@@ -142,3 +142,28 @@ def test_packing_lets_d_tell_repeated_images_from_distinct_ones(pack):
         assert gap > 2.0
     else:
         assert abs(gap) < 1.0
+
+
+def test_new_models_draw_inside_the_rendered_range_and_stored_ones_stay_linear():
+    """Issue #20's colour fringes: a linear output leaves [-1, 1] by different amounts per
+    channel, which D sees but a rendered image clips channel by channel. New models end
+    in tanh; a model.json from before the option keeps the linear output it trained with."""
+    new = ModelConfig.default_for("stylegan", num_styles=2, resolution=16)
+    assert new.bounded_output
+    G = build_generator(new).eval()
+    with torch.no_grad():
+        for p in G.parameters():
+            p.mul_(8.0)  # weights far from their start: a linear output would leave the range
+        x = G(torch.randn(16, new.z_dim), torch.arange(16) % 2)
+    assert x.abs().max() <= 1.0 and x.abs().max() > 0.9
+    stored = new.model_dump()
+    del stored["bounded_output"]
+    old = ModelConfig.model_validate(stored)
+    assert not old.bounded_output
+    G_old = build_generator(old).eval()
+    G_old.load_state_dict(G.state_dict())  # same weights, same state-dict keys
+    with torch.no_grad():
+        assert G_old(torch.randn(16, new.z_dim), torch.arange(16) % 2).abs().max() > 1.0
+    with pytest.raises(ValueError, match="bounded_output is a stylegan setting"):
+        ModelConfig(arch="dcgan", bounded_output=True)
+    assert not TrainConfig.from_flat(dataset="d", out="o", bounded_output=False).new_model_config(2, 16).bounded_output

@@ -1,0 +1,279 @@
+"""The quality protocol (issue #20): quality that holds on data we never tuned on.
+
+    python -m bench.protocol --half tune     # where defaults may be chosen
+    python -m bench.protocol --half report   # what may be reported, never tuned on
+    python -m bench.protocol --half tune --set style_balance='"sqrt"' --tag sqrt   # a candidate default
+
+**Protocol v1, frozen on 2026-12-06 before any tuning on it.** What follows is fixed;
+changing any of it is a new version, and numbers from two versions are not compared.
+
+* *Datasets.* Variants of the two public sets (``../shared/datasets``), each with styles
+  of unequal size, as a brand's data would be: the largest style has ``LARGEST`` images
+  and the smallest ``LARGEST / RATIO`` (1:7), the others geometrically between. Which
+  style is small rotates with the run's seed (seed s gives style i the size of rank
+  ``(i + s) mod S``), so over three seeds a style is large once and small once. The
+  images of a style are a seeded hash-ordered subset of the set's images.
+* *Halves.* ``tune`` holds only some of each set's styles (emoji: google, twitter; hanzi:
+  ukai, uming, ma_shan_zheng); ``report`` holds every style, so it contains styles that
+  tuning never saw (openmoji, long_cang, zcool_xiaowei): leave-styles-out. Defaults are
+  picked on ``tune``; only ``report`` numbers are claimed.
+* *Runs.* Every dataset × seed (``SEEDS``) × model, ``BUDGET_S`` seconds of training on
+  this machine. Ours: ``ray-gan train DS --arch stylegan --workers 1 --cpus-per-worker 2
+  --batch-size 64 --time-budget 600`` with every other setting at its default (``--set``
+  tries another setting, under ``--tag``). The reference: the PyTorch-examples DCGAN
+  made class-conditional (bench/references/reference_cdcgan.py), its published
+  hyper-parameters, fixed before any comparison, never tuned.
+* *Scores.* ``ray-gan evaluate`` on the validation split (the same code as the
+  product): features of the style classifier trained on the real train split; FID, KID,
+  precision/recall, coverage, and per style FID, coverage, recall and style accuracy;
+  the memorisation audit. Random-CNN FID as a second opinion only.
+* *Claim.* Ours beats the reference on a (dataset, seed) when its style accuracy is
+  higher and, for every style, its FID is lower and its coverage higher; it holds when
+  no style's recall is below ``MIN_RECALL`` and the audit flags no memorisation. A claim
+  counts only if it holds run for run: on every seed of every dataset of the half.
+* *By eye.* Every run writes a grid of 16 seeds × every style beside 16 real validation
+  images per style (``--grids``, small PNGs for docs/img/).
+
+Results go to WORK/protocol-results.json (rows kept across invocations: a stopped run
+resumes with the rows it has); the tables are printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import SOURCES, add_row, cpu_model, load_rows, markdown_table, timed
+
+VERSION = "v1"
+LARGEST = 2800  # images of the largest style (before the train/val split)
+RATIO = 7  # largest : smallest
+VAL_FRACTION = 0.15  # the smallest style keeps 60 validation images
+RESOLUTION = 32
+SEEDS = (0, 1, 2)
+BUDGET_S = 600.0
+MIN_RECALL = 0.3
+N_PER_STYLE = 500  # generated images per style for the scores
+GRID_SEEDS = 16
+OURS = {"workers": 1, "cpus_per_worker": 2.0, "batch_size": 64}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    source: str  # a key of bench.common.SOURCES
+    styles: tuple[str, ...]
+
+
+HALVES: dict[str, tuple[Variant, ...]] = {
+    "tune": (Variant("emoji-tune", "emoji", ("google", "twitter")),
+             Variant("hanzi-tune", "hanzi", ("ukai", "uming", "ma_shan_zheng"))),
+    "report": (Variant("emoji-report", "emoji", ("google", "openmoji", "twitter")),
+               Variant("hanzi-report", "hanzi", ("long_cang", "ma_shan_zheng", "ukai", "uming", "zcool_xiaowei"))),
+}
+
+
+def style_sizes(n_styles: int, seed: int, largest: int = LARGEST, ratio: float = RATIO) -> list[int]:
+    """Images per style (in the variant's style order) for run ``seed``: geometric from
+    ``largest`` down to ``largest / ratio``, rotated by the seed."""
+    if n_styles == 1:
+        return [largest]
+    ranked = [round(largest * ratio ** (-r / (n_styles - 1))) for r in range(n_styles)]
+    return [ranked[(i + seed) % n_styles] for i in range(n_styles)]
+
+
+def _order(key: str, seed: int) -> str:
+    return hashlib.sha256(f"protocol:{seed}:{key}".encode()).hexdigest()
+
+
+def materialise(variant: Variant, seed: int, work: Path) -> str:
+    """The variant's run-``seed`` dataset, prepared at 32 px under WORK/data (once)."""
+    from ray_gan.config import PrepareConfig
+    from ray_gan.data.prepare import prepare
+
+    name = f"{variant.name}-s{seed}"
+    dst = work / "data" / name
+    if (dst / "dataset.json").exists():
+        return str(dst)
+    raw = work / "raw" / name
+    with zipfile.ZipFile(SOURCES[variant.source]) as zf:
+        members = [m for m in zf.namelist() if m.endswith(".png")]
+        for style, size in zip(variant.styles, style_sizes(len(variant.styles), seed)):
+            mine = sorted((m for m in members if m.split("/", 1)[0] == style), key=lambda m: _order(m, seed))
+            if len(mine) < size:
+                raise SystemExit(f"{variant.source}/{style} has {len(mine)} images, fewer than the {size} asked")
+            for m in mine[:size]:
+                out = raw / m
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(zf.read(m))
+    prepare(PrepareConfig(src=str(raw), dst=str(dst), resolution=RESOLUTION, val_fraction=VAL_FRACTION, seed=seed),
+            log=lambda m: None)
+    return str(dst)
+
+
+def score(uri: str, data: str, renderer, second_opinion: bool) -> dict:
+    """``ray-gan evaluate``'s numbers for one run (the product's code), per style too."""
+    from ray_gan.evaluate.evaluate import EvalConfig, run_evaluation
+
+    second = None
+    if second_opinion:  # first, so that the model's report on disk is the headline one
+        second = run_evaluation(EvalConfig(model=uri, data=data, n_per_style=N_PER_STYLE, extractor="random-cnn"),
+                                log=lambda m: None, renderer=renderer).fid
+    r = run_evaluation(EvalConfig(model=uri, data=data, n_per_style=N_PER_STYLE), log=lambda m: None,
+                       renderer=renderer)
+    row = {"fid": r.fid, "kid": r.kid.mean, "precision": r.precision, "recall": r.recall, "coverage": r.coverage,
+           "style_accuracy": r.style_accuracy, "classifier_val_accuracy": r.classifier.val_accuracy,
+           "near_copy_share": r.memorisation.near_copy_share, "memorised": bool(r.memorisation.flagged),
+           "fid_position": r.position.get("fid") if r.position else None,
+           "per_style": {s.style: {"fid": s.fid, "coverage": s.coverage, "recall": s.recall,
+                                   "style_accuracy": s.style_accuracy, "fid_position": s.fid_position}
+                         for s in r.per_style},
+           "extractor": r.extractor.name, "report": r.files["report_html"], "fid_random_cnn": second}
+    return row
+
+
+def grid(renderer_or_uri, data: str, path: Path) -> None:
+    """16 seeds × every style (rows) beside 16 real validation images per style."""
+    import numpy as np
+    from PIL import Image
+
+    from ray_gan.data.dataset import read_dataset_info, read_split
+    from ray_gan.generate.render import Renderer
+    from ray_gan.images import make_grid
+
+    info = read_dataset_info(data)
+    r = Renderer(renderer_or_uri, device="cpu") if isinstance(renderer_or_uri, str) else renderer_or_uri
+    styles = [k for k in range(len(info.styles)) for _ in range(GRID_SEEDS)]
+    fake = r.render(styles, [s for _ in info.styles for s in range(GRID_SEEDS)])
+    real = read_split(info, "val", per_style=GRID_SEEDS)
+    rows = []
+    for k in range(len(info.styles)):
+        mine = real.images[real.styles == k][:GRID_SEEDS]
+        pad = np.full((GRID_SEEDS - len(mine), *mine.shape[1:]), 255, np.uint8)
+        rows.append(np.concatenate([mine, pad]))
+    left = make_grid(fake, cols=GRID_SEEDS, min_tile=64)
+    right = make_grid(np.concatenate(rows), cols=GRID_SEEDS, min_tile=64)
+    both = Image.new("RGB", (left.width + right.width + 12, max(left.height, right.height)), "white")
+    both.paste(left, (0, 0))
+    both.paste(right, (left.width + 12, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    both.save(path, optimize=True)
+
+
+def beats(ours: dict, ref: dict) -> dict[str, bool]:
+    """The claim's parts for one (dataset, seed): ours against the reference."""
+    styles = ours["per_style"]
+    return {
+        "style_accuracy": ours["style_accuracy"] > ref["style_accuracy"],
+        "fid_every_style": all(_lt(styles[s]["fid"], ref["per_style"][s]["fid"]) for s in styles),
+        "coverage_every_style": all(_gt(styles[s]["coverage"], ref["per_style"][s]["coverage"]) for s in styles),
+        "recall_every_style": all((styles[s]["recall"] or 0.0) >= MIN_RECALL for s in styles),
+        "no_memorisation": not ours["memorised"],
+    }
+
+
+def _lt(a, b) -> bool:
+    return a is not None and (b is None or a < b)
+
+
+def _gt(a, b) -> bool:
+    return a is not None and (b is None or a > b)
+
+
+def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path, overrides: dict, tag: str | None,
+        second_opinion: bool, budget: float = BUDGET_S, variants: list[str] | None = None) -> list[dict]:
+    from bench.quality import train_ours, train_reference
+
+    results = work / "protocol-results.json"
+    rows = load_rows(results)
+    done = {(r["variant"], r["seed"], r["model"], r["budget"]) for r in rows}
+    for variant in HALVES[half]:
+        if variants and variant.name not in variants:
+            continue
+        for seed in seeds:
+            data = materialise(variant, seed, work)
+            for arch in models:
+                model = f"{arch}-{tag}" if tag and arch != "reference" else arch
+                if (variant.name, seed, model, budget) in done:
+                    continue
+                out = work / "models" / f"{variant.name}-s{seed}-{model}-{int(budget)}s"
+                if arch == "reference":
+                    entry, train_s = timed(train_reference, data, out, budget, seed)
+                else:
+                    entry, train_s = timed(train_ours, arch, data, out, budget, seed, "cpu", {**OURS, **overrides})
+                scores = score(entry["uri"], data, entry["renderer"], second_opinion)
+                grid(entry["renderer"] or entry["uri"], data, grids / f"{variant.name}-s{seed}-{model}.png")
+                add_row(results, rows, {"protocol": VERSION, "half": half, "variant": variant.name, "seed": seed,
+                                        "model": model, "budget": budget, "steps": entry["steps"],
+                                        "wall_s": round(train_s, 1), **scores})
+    return [r for r in rows if r["half"] == half and r["budget"] == budget and r["seed"] in seeds
+            and (not variants or r["variant"] in variants)]
+
+
+def tables(rows: list[dict], ours: str) -> str:
+    """Per run: the headline numbers; then ours against the reference, run for run."""
+    out = [markdown_table(
+        ["variant", "seed", "model", "steps", "style acc.", "FID", "coverage", "worst style FID", "lowest style "
+         "recall", "memorised", "FID (random-CNN)"],
+        [[r["variant"], str(r["seed"]), r["model"], str(r["steps"]), f"{r['style_accuracy']:.3f}", f"{r['fid']:.2f}",
+          f"{r['coverage']:.3f}", f"{max(v['fid'] or 0 for v in r['per_style'].values()):.2f}",
+          f"{min(v['recall'] or 0 for v in r['per_style'].values()):.3f}", "yes" if r["memorised"] else "no",
+          f"{r['fid_random_cnn']:.2f}" if r.get("fid_random_cnn") is not None else "–"] for r in rows])]
+    by = {(r["variant"], r["seed"], r["model"]): r for r in rows}
+    verdicts = []
+    for (variant, seed, model), r in sorted(by.items()):
+        ref = by.get((variant, seed, "reference"))
+        if model != ours or ref is None:
+            continue
+        parts = beats(r, ref)
+        verdicts.append([variant, str(seed)] + ["yes" if v else "**no**" for v in parts.values()]
+                        + ["yes" if all(parts.values()) else "**no**"])
+    if verdicts:
+        out.append(markdown_table(["variant", "seed", "style acc. >", "FID < (every style)", "coverage > (every "
+                                   "style)", f"recall ≥ {MIN_RECALL} (every style)", "no memorisation", "claim holds"],
+                                  verdicts))
+        held = all(v[-1] == "yes" for v in verdicts)
+        out.append(f"Claim for {ours} over the reference, run for run: **{'holds' if held else 'does not hold'}** "
+                   f"({sum(v[-1] == 'yes' for v in verdicts)} of {len(verdicts)} runs).")
+    return "\n\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--half", choices=list(HALVES), required=True)
+    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    ap.add_argument("--models", default="reference,stylegan")
+    ap.add_argument("--variants", default=None, help="only these variants of the half (comma-separated; a "
+                    "protocol claim needs them all)")
+    ap.add_argument("--budget", type=float, default=BUDGET_S, help=f"seconds per run (the protocol: {BUDGET_S:.0f}; "
+                    "anything else is not a protocol number)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a train field for our rows (VALUE as JSON); needs --tag")
+    ap.add_argument("--tag")
+    ap.add_argument("--no-second-opinion", action="store_true", help="skip the random-CNN FID")
+    ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray_gan_protocol"))
+    ap.add_argument("--grids", default=None, help="where the sample grids go (default WORK/grids)")
+    a = ap.parse_args()
+    from bench.quality import _override
+
+    overrides = dict(_override(kv) for kv in a.overrides)
+    if bool(overrides) != bool(a.tag):
+        ap.error("--set and --tag go together")
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    grids = Path(a.grids) if a.grids else work / "grids"
+    rows = run(a.half, [int(s) for s in a.seeds.split(",")], a.models.split(","), work, grids, overrides, a.tag,
+               not a.no_second_opinion, a.budget, a.variants.split(",") if a.variants else None)
+    print(f"\nProtocol {VERSION}, half {a.half}; machine: {cpu_model()}, {os.cpu_count()} CPUs; "
+          f"{a.budget:.0f} s per run{'' if a.budget == BUDGET_S else ' (NOT the protocol budget)'}\n")
+    print(tables(rows, f"stylegan-{a.tag}" if a.tag else "stylegan"))
+    print(json.dumps({"grids": str(grids)}))
+
+
+if __name__ == "__main__":
+    main()

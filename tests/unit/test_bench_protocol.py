@@ -1,0 +1,52 @@
+"""bench/protocol.py's frozen rules (issue #20): unequal style sizes that rotate with the
+seed, halves that leave styles out, and the run-for-run claim."""
+
+import pytest
+
+from bench import protocol as p
+
+
+def test_sizes_run_from_1_to_7_and_every_style_is_small_once_over_the_seeds():
+    for n in (2, 3, 5):
+        seen_small = set()
+        for seed in range(n):
+            sizes = p.style_sizes(n, seed)
+            assert max(sizes) == p.LARGEST and max(sizes) / min(sizes) == pytest.approx(p.RATIO, rel=0.01)
+            assert sorted(sizes) == sorted(p.style_sizes(n, 0))  # the same sizes, rotated
+            seen_small.add(sizes.index(min(sizes)))
+        assert seen_small == set(range(n))
+
+
+def test_the_report_half_holds_styles_the_tune_half_never_saw():
+    tuned = {(v.source, s) for v in p.HALVES["tune"] for s in v.styles}
+    reported = {(v.source, s) for v in p.HALVES["report"] for s in v.styles}
+    assert tuned < reported
+    assert {s for src, s in reported - tuned} == {"openmoji", "long_cang", "zcool_xiaowei"}
+    assert {v.source for v in p.HALVES["tune"]} == {v.source for v in p.HALVES["report"]} == {"emoji", "hanzi"}
+
+
+def _run(acc, fids, covs, recalls, memorised=False):
+    return {"style_accuracy": acc, "memorised": memorised,
+            "per_style": {s: {"fid": f, "coverage": c, "recall": r}
+                          for s, f, c, r in zip("ab", fids, covs, recalls)}}
+
+
+def test_the_claim_needs_every_style_better_and_no_collapsed_style():
+    ref = _run(0.5, [10, 20], [0.3, 0.2], [0.1, 0.1])
+    assert all(p.beats(_run(0.9, [5, 15], [0.5, 0.4], [0.5, 0.4]), ref).values())
+    worse_style = p.beats(_run(0.9, [5, 25], [0.5, 0.4], [0.5, 0.4]), ref)  # one style's FID above the reference's
+    assert not worse_style["fid_every_style"] and worse_style["style_accuracy"]
+    collapsed = p.beats(_run(0.9, [5, 15], [0.5, 0.4], [0.5, 0.29]), ref)
+    assert not collapsed["recall_every_style"]
+    assert not p.beats(_run(0.9, [5, 15], [0.5, 0.4], [0.5, 0.4], memorised=True), ref)["no_memorisation"]
+
+
+def test_tables_count_run_for_run():
+    rows = []
+    for seed, (acc, fid) in enumerate([(0.9, 5), (0.4, 5)]):  # the second seed loses on style accuracy
+        for model, run in (("stylegan", _run(acc, [fid, fid], [0.5, 0.5], [0.5, 0.5])),
+                           ("reference", _run(0.5, [10, 10], [0.3, 0.3], [0.4, 0.4]))):
+            rows.append({**run, "variant": "emoji-tune", "seed": seed, "model": model, "steps": 100, "fid": fid,
+                         "coverage": 0.5})
+    text = p.tables(rows, "stylegan")
+    assert "does not hold** (1 of 2 runs)" in text
