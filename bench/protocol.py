@@ -259,11 +259,9 @@ def main() -> None:
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray_gan_protocol"))
     ap.add_argument("--grids", default=None, help="where the sample grids go (default WORK/grids)")
     a = ap.parse_args()
-    from bench.quality import _override
+    from bench.quality import parse_overrides
 
-    overrides = dict(_override(kv) for kv in a.overrides)
-    if bool(overrides) != bool(a.tag):
-        ap.error("--set and --tag go together")
+    overrides = parse_overrides(ap, a.overrides, a.tag)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     grids = Path(a.grids) if a.grids else work / "grids"

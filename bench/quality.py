@@ -147,9 +147,7 @@ def main() -> None:
                     help="cuda: every model on one GPU (ours: 1 Ray Train worker × batch 64)")
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray_gan_quality"))
     a = ap.parse_args()
-    overrides = dict(_override(kv) for kv in a.overrides)
-    if bool(overrides) != bool(a.tag):
-        ap.error("--set and --tag go together")
+    overrides = parse_overrides(ap, a.overrides, a.tag)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     results_path = work / "quality-results.json"
@@ -190,6 +188,14 @@ def main() -> None:
     if any(r.get("run", 0) for r in shown):
         print("\nOver independent runs (mean, and min–max):\n")
         print(runs_table(shown))
+
+
+def parse_overrides(ap: argparse.ArgumentParser, pairs: list[str], tag: str | None) -> dict:
+    """``--set KEY=VALUE`` pairs as train fields (each checked); they need a ``--tag``."""
+    overrides = dict(_override(kv) for kv in pairs)
+    if bool(overrides) != bool(tag):
+        ap.error("--set and --tag go together")
+    return overrides
 
 
 def _override(kv: str) -> tuple[str, object]:
