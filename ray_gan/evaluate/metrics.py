@@ -202,7 +202,6 @@ def diversity(feats: np.ndarray) -> float:
     return total / (n * (n - 1))
 
 
-
 class Colour(NamedTuple):
     """Pixel colour where it gives a generator away (issue #20's fringes): ``cast``, the
     mean chroma (max − min of R, G, B, in [0, 1]) of flat, light areas (white

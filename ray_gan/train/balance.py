@@ -60,9 +60,7 @@ class StyleTally:
 
     @torch.no_grad()
     def add(self, real_logits: torch.Tensor, fake_logits: torch.Tensor, styles: torch.Tensor) -> None:
-        """One step's logits (one per D output) and each output's style."""
-        if fake_logits.shape[0] != real_logits.shape[0]:
-            return
+        """One step's logits (one per D output; the fakes take the reals' styles) and each output's style."""
         self.counts[0].index_add_(0, styles, (real_logits > 0).to(self.counts.dtype))
         self.counts[1].index_add_(0, styles, (fake_logits < 0).to(self.counts.dtype))
         self.counts[2].index_add_(0, styles, torch.ones_like(styles, dtype=self.counts.dtype))

@@ -132,6 +132,7 @@ def train_loop_per_worker(config: dict) -> None:
             dist.all_reduce(tally)
         ckpt_tally = tally if ckpt_tally is None else ckpt_tally + tally
         return tally
+
     limit = run.step_limit  # None: the time budget alone ends the run
     while (limit is None or step < limit) and not stop:
         images, styles = next(batches)

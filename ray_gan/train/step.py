@@ -56,6 +56,7 @@ from ray_gan.train.augment import diff_augment
 from ray_gan.train.balance import StyleTally
 from ray_gan.train.finetune import freeze_input_layers
 
+
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """``mean(w·v)``: an importance-weighted estimate of the target expectation (the
     weights average 1 over the data); the plain mean without weights."""
