@@ -200,6 +200,7 @@ def evaluate(entry: dict, data: str, n_per_style: int) -> dict:
     return {"fid": r.fid, "kid": r.kid.mean, "precision": r.precision, "recall": r.recall, "density": r.density,
             "coverage": r.coverage, "intra_fid": r.intra_fid_mean, "diversity_ratio": r.diversity_ratio_mean,
             "style_accuracy": r.style_accuracy, "classifier_val_accuracy": r.classifier.val_accuracy,
+            "detectability": r.detectability.accuracy if r.detectability else None,
             "near_copy_share": r.memorisation.near_copy_share, "memorisation_flagged": r.memorisation.flagged,
             "extractor": r.extractor.name, "report": r.files["report_html"]}
 
@@ -226,7 +227,8 @@ def add_row(path: Path, rows: list[dict], row: dict) -> None:
 # How each metric of a row is written in a table.
 FORMATS = {"steps": "{:d}", "images_per_s": "{:.0f}", "fid": "{:.2f}", "kid": "{:.4f}", "precision": "{:.3f}",
            "recall": "{:.3f}", "density": "{:.3f}", "coverage": "{:.3f}", "intra_fid": "{:.2f}",
-           "diversity_ratio": "{:.2f}", "style_accuracy": "{:.3f}", "near_copy_share": "{:.3f}"}
+           "diversity_ratio": "{:.2f}", "style_accuracy": "{:.3f}", "detectability": "{:.3f}",
+           "near_copy_share": "{:.3f}"}
 
 
 def metric_cells(row: dict, columns: Iterable[str]) -> list[str]:

@@ -26,7 +26,11 @@ changing any of it is a new version, and numbers from two versions are not compa
 * *Scores.* ``ray-gan evaluate`` on the validation split (the same code as the
   product): features of the style classifier trained on the real train split; FID, KID,
   precision/recall, coverage, and per style FID, coverage, recall and style accuracy;
-  the memorisation audit. Random-CNN FID as a second opinion only.
+  the memorisation audit. Random-CNN FID as a second opinion only. Detectability (a
+  real-vs-generated detector on images it never saw; 0.5 = chance, 1.0 = always told
+  apart) is reported beside them — added the same day, before any tuning, after the
+  pipeline check showed classifier features rating blobs close to emoji on a 2-style
+  set; it is not part of the claim.
 * *Claim.* Ours beats the reference on a (dataset, seed) when its style accuracy is
   higher and, for every style, its FID is lower and its coverage higher; it holds when
   no style's recall is below ``MIN_RECALL`` and the audit flags no memorisation. A claim
@@ -128,10 +132,12 @@ def score(uri: str, data: str, renderer, second_opinion: bool) -> dict:
                        renderer=renderer)
     row = {"fid": r.fid, "kid": r.kid.mean, "precision": r.precision, "recall": r.recall, "coverage": r.coverage,
            "style_accuracy": r.style_accuracy, "classifier_val_accuracy": r.classifier.val_accuracy,
+           "detectability": r.detectability.accuracy if r.detectability else None,
            "near_copy_share": r.memorisation.near_copy_share, "memorised": bool(r.memorisation.flagged),
            "fid_position": r.position.get("fid") if r.position else None,
            "per_style": {s.style: {"fid": s.fid, "coverage": s.coverage, "recall": s.recall,
-                                   "style_accuracy": s.style_accuracy, "fid_position": s.fid_position}
+                                   "style_accuracy": s.style_accuracy, "fid_position": s.fid_position,
+                                   "detectability": s.detectability}
                          for s in r.per_style},
            "extractor": r.extractor.name, "report": r.files["report_html"], "fid_random_cnn": second}
     return row
@@ -219,10 +225,12 @@ def tables(rows: list[dict], ours: str) -> str:
     """Per run: the headline numbers; then ours against the reference, run for run."""
     out = [markdown_table(
         ["variant", "seed", "model", "steps", "style acc.", "FID", "coverage", "worst style FID", "lowest style "
-         "recall", "memorised", "FID (random-CNN)"],
+         "recall", "detectability", "memorised", "FID (random-CNN)"],
         [[r["variant"], str(r["seed"]), r["model"], str(r["steps"]), f"{r['style_accuracy']:.3f}", f"{r['fid']:.2f}",
           f"{r['coverage']:.3f}", f"{max(v['fid'] or 0 for v in r['per_style'].values()):.2f}",
-          f"{min(v['recall'] or 0 for v in r['per_style'].values()):.3f}", "yes" if r["memorised"] else "no",
+          f"{min(v['recall'] or 0 for v in r['per_style'].values()):.3f}",
+          f"{r['detectability']:.3f}" if r.get("detectability") is not None else "–",
+          "yes" if r["memorised"] else "no",
           f"{r['fid_random_cnn']:.2f}" if r.get("fid_random_cnn") is not None else "–"] for r in rows])]
     by = {(r["variant"], r["seed"], r["model"]): r for r in rows}
     verdicts = []

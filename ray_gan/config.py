@@ -585,6 +585,8 @@ class EvalConfig(_Strict):
                                          "training image over the mean to the k nearest (0: absolute distance).")
     worst_pairs: int = Field(16, ge=1, le=256)
     classifier_steps: int = Field(300, ge=1, description="Optimisation steps (batches of 128) of the style classifier.")
+    detector_steps: int = Field(200, ge=0, description="Optimisation steps (batches of 128) of the real-vs-generated "
+                                "detector (detectability); 0 skips it.")
 
 
 class ServeModel(_Strict):

@@ -7,6 +7,8 @@ Data flow (one process, no Ray)::
     train: the train shards → ≤ max_train images, evenly spaced (classifier, memorisation)
     generated: Renderer.render, as many per style as real ones, seeds by SEED_RULE
     style classifier fitted on train, checked on real val → style accuracy of generated
+    detectability: a real-vs-generated detector fitted on train images and freshly rendered
+      ones (other seeds), scored on real val vs the generated images (evaluate/detector.py)
     features (default: that classifier's penultimate layer; inception with weights;
     random-cnn by name) of real, generated, train, and of the calibration sets: real train
     images matched per style (ceiling), noise and blurred train images (floors)
@@ -38,10 +40,12 @@ from ray_gan.data.dataset import read_dataset_info, style_mapping
 from ray_gan.evaluate import metrics
 from ray_gan.evaluate.classifier import accuracy, train_style_classifier
 from ray_gan.evaluate import calibration
+from ray_gan.evaluate.detector import Detectability, detectability, spread
 from ray_gan.evaluate.features import ClassifierExtractor, make_extractor, resolve_extractor
 from ray_gan.evaluate.memorisation import NearCopyAudit, audit_near_copies, pixel_vectors, worst_pairs_png
 from ray_gan.evaluate.realdata import RealImages, real_images
-from ray_gan.evaluate.report import (AuditResult, CalibrationRow, ClassifierResult, DistanceSummary, EvalReport,
+from ray_gan.evaluate.report import (AuditResult, CalibrationRow, ClassifierResult, DetectabilityResult,
+                                     DistanceSummary, EvalReport,
                                      ExtractorInfo,
                                      KIDResult, MemorisationResult, RunInfo, StyleResult, WorstPair, render_html)
 from ray_gan.evaluate.threads import one_torch_thread
@@ -53,7 +57,9 @@ LATEST_JSON = "latest.json"
 # jobs, different per style (so samples are independent across styles) and per run seed.
 EVAL_SEED_BASE = 2**40
 _SEED_RUN_STRIDE = 2**32
-SEED_RULE = "seed(style k, image i) = 2**40 + seed * 2**32 + k * 2**20 + i"
+SEED_RULE = ("seed(style k, image i) = 2**40 + seed * 2**32 + k * 2**20 + i; the detector's training images: "
+             "the same with seed + 256")
+DETECTOR_SEED_OFFSET = 256  # > EvalConfig.seed's range: the detector's images never repeat a scored one
 GRID_COLS = 8
 GRID_GENERATED = 32
 GRID_REAL = 16
@@ -159,6 +165,9 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
                                   fitted.val.overall if fitted.val is not None else None, fitted.steps, device)
     lap("classifier")
 
+    detect = _detectability(cfg, renderer, train, val, generated, gen_styles)
+    lap("detector")
+
     f_real, f_gen, f_train = ext(real.images), ext(generated), ext(train.images)
     f_val = f_real if val is real else (ext(val.images) if val is not None else None)
     # Calibration sets, as many per style as the generated set: real train images (the
@@ -259,6 +268,12 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
         s.coverage_position = style_position("coverage_per_style", k, "share")
         s.recall = model_scores.recall_per_style.get(k)
         s.recall_position = style_position("recall_per_style", k, "share")
+        if detect is not None:
+            s.detectability = detect.per_style.get(k)
+            s.detectability_position = detect.style_position(k)
+            s.generated_detected = detect.generated_detected_per_style.get(k)
+    if detect is not None:
+        position["detectability"] = detect.position
     ratios = [s.diversity_ratio for s in per_style if s.diversity_ratio is not None]
     intra = [s.fid for s in per_style if s.fid is not None]
     gen_colour, real_colour = metrics.colour(generated), metrics.colour(real.images)
@@ -284,6 +299,11 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
             val_accuracy=fitted.val.overall if fitted.val is not None else None,
             val_accuracy_per_style={info.styles[k]: (fitted.val.per_style[k] if fitted.val is not None else None)
                                     for k in sorted(per_style_count)}),
+        detectability=None if detect is None else DetectabilityResult(
+            accuracy=detect.accuracy, position=detect.position, real_as_real=detect.real_as_real,
+            generated_detected=detect.generated_detected, train_real=detect.train_real,
+            train_generated=detect.train_generated, test_real=detect.test_real, test_generated=detect.test_generated,
+            steps=detect.steps),
         calibration=cal_rows, position=position, memorisation=memorisation, per_style=per_style,
         notes=_notes(cfg, ext.name, ext.dim, len(real.images), per_style, info.styles, real, val is not None,
                      kid.subset_size),
@@ -299,6 +319,25 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print,
     return report
 
 
+def _detectability(cfg: EvalConfig, renderer: ImageSource, train: RealImages, val: RealImages | None,
+                   generated: np.ndarray, gen_styles: np.ndarray) -> Detectability | None:
+    """Real train images (≤ n_per_style per style) against as many freshly rendered ones for
+    training; real val against the scored generated images for the test (None without a
+    val split, or with detector_steps 0)."""
+    if val is None or cfg.detector_steps == 0:
+        return None
+    idx = spread(train.styles, cfg.n_per_style)
+    styles = [int(s) for s in train.styles[idx]]
+    seeds, seen = [], {}
+    for k in styles:
+        seen[k] = seen.get(k, -1) + 1
+        seeds.append(render_seed(cfg.seed + DETECTOR_SEED_OFFSET, k, seen[k]))
+    with one_torch_thread():
+        fakes = renderer.render(styles, seeds, cfg.truncation)
+    return detectability(train.images[idx], fakes, val.images, val.styles, generated, gen_styles,
+                         steps=cfg.detector_steps, seed=cfg.seed, device=renderer.device)
+
+
 def _notes(cfg: EvalConfig, ext_name: str, dim: int, n_real: int, per_style: list[StyleResult],
            model_styles: list[str], real: RealImages, has_val: bool, kid_subset_size: int) -> list[str]:
     notes = []
@@ -312,6 +351,11 @@ def _notes(cfg: EvalConfig, ext_name: str, dim: int, n_real: int, per_style: lis
     else:
         notes.append("Features: torchvision inception_v3 pool3. Close to, not identical with, the TF-Inception of "
                      "published FIDs; compare with published numbers only loosely.")
+    if has_val and cfg.detector_steps:
+        notes.append("Detectability: a small net trained to tell this model's images from real train images, tested on "
+                     "real val images and the scored generated images, which it never saw (0.5 = chance, 1.0 = always "
+                     "told apart). Near 1.0 means something is obviously wrong, whatever FID says: on a few styles "
+                     "the classifier's features can rate blob-like samples close to real images.")
     smallest = min(s.n_real for s in per_style)
     if n_real <= dim or smallest <= dim:
         notes.append(f"Few samples for {dim}-d features ({n_real} overall, {smallest} in the smallest style): FID "

@@ -59,6 +59,11 @@ class StyleResult(_Model):
     coverage_position: float | None = None
     recall: float | None = None  # this style's real images inside its generated images' manifold
     recall_position: float | None = None
+    # the real-vs-generated detector on this style's test images (evaluate/detector.py): balanced accuracy,
+    # 0.5 = chance, 1.0 = always told apart; its position 2·(1 − accuracy); the share of generated images caught
+    detectability: float | None = None
+    detectability_position: float | None = None
+    generated_detected: float | None = None
 
     def mistaken_for(self) -> tuple[str, float] | None:
         """The other style this style's generated images are most often classified as, and its share."""
@@ -75,6 +80,22 @@ class ClassifierResult(_Model):
     val_images: int
     val_accuracy: float | None  # how far to trust style_accuracy
     val_accuracy_per_style: dict[str, float | None]
+
+
+class DetectabilityResult(_Model):
+    """A classifier two-sample test (evaluate/detector.py): a small net trained to tell this
+    model's images from real train images, tested on real val images and the scored generated
+    images, which it never saw."""
+
+    accuracy: float  # balanced test accuracy: 0.5 = chance (cannot be told apart), 1.0 = always told apart
+    position: float  # 2·(1 − accuracy): 1 at chance, 0 when always told apart
+    real_as_real: float
+    generated_detected: float
+    train_real: int
+    train_generated: int
+    test_real: int
+    test_generated: int
+    steps: int
 
 
 class DistanceSummary(_Model):
@@ -168,6 +189,7 @@ class EvalReport(_Model):
     diversity_ratio_mean: float | None
     style_accuracy: float | None
     classifier: ClassifierResult
+    detectability: DetectabilityResult | None = None  # None without a val split, or with detector_steps 0
     # pixel colour (metrics.colour): chroma of flat light areas and of edges, generated and real; None in older reports
     colour_cast: float | None = None
     colour_cast_real: float | None = None
@@ -190,7 +212,9 @@ class EvalReport(_Model):
             "kid_mean": self.kid.mean, "kid_std": self.kid.std, "precision": self.precision, "recall": self.recall,
             "density": self.density, "coverage": self.coverage, "intra_fid_mean": self.intra_fid_mean,
             "diversity_ratio_mean": self.diversity_ratio_mean, "style_accuracy": self.style_accuracy,
-            "classifier_val_accuracy": self.classifier.val_accuracy, "colour_cast": self.colour_cast,
+            "classifier_val_accuracy": self.classifier.val_accuracy,
+            "detectability": self.detectability.accuracy if self.detectability else None,
+            "colour_cast": self.colour_cast,
             "edge_chroma": self.edge_chroma,
             "near_copy_share": self.memorisation.near_copy_share, "memorisation_flagged": self.memorisation.flagged,
         }
@@ -203,6 +227,9 @@ class EvalReport(_Model):
         lines = [
             f"model {self.model} (step {self.model_step}) vs {self.split} of {self.dataset}",
             f"features: {self.extractor.name}{caveat}; {self.n_generated} generated vs {self.n_real} real images",
+            *([f"  detectability       {self.detectability.accuracy:.3f} (a detector trained to tell generated from "
+               f"real images, on images it never saw: 0.5 = chance, 1.0 = always told apart; position "
+               f"{self.detectability.position:.2f})"] if self.detectability else []),
             f"  FID                 {f(self.fid)}",
             f"  KID x1000           {f(self.kid.mean * 1000)} ± {f(self.kid.std * 1000, '.2g')}",
             f"  precision / recall  {f(self.precision, '.3f')} / {f(self.recall, '.3f')}",
@@ -229,13 +256,14 @@ class EvalReport(_Model):
                                                                        ("style_accuracy", 9)))]
               if self.position else []),
             f"  {'style':<16} {'n':>6} {'FID':>9} {'(pos.)':>6} {'coverage':>8} {'(pos.)':>6} {'recall':>6} {'style acc':>9} "
-            f"{'(pos.)':>6} {'div. ratio':>10} {'near-copy':>9}  mostly mistaken for",
+            f"{'(pos.)':>6} {'detect':>6} {'div. ratio':>10} {'near-copy':>9}  mostly mistaken for",
         ]
         for s in self.per_style:
             miss = s.mistaken_for()
             lines.append(f"  {s.style[:16]:<16} {s.n_real:>6} {f(s.fid):>9} {f(s.fid_position, '.2f'):>6} "
                          f"{f(s.coverage, '.3f'):>8} {f(s.coverage_position, '.2f'):>6} {f(s.recall, '.3f'):>6} "
                          f"{f(s.style_accuracy, '.3f'):>9} {f(s.style_accuracy_position, '.2f'):>6} "
+                         f"{f(s.detectability, '.3f'):>6} "
                          f"{f(s.diversity_ratio, '.3f'):>10} {s.near_copy_share:>9.1%}  "
                          + (f"{miss[0]} ({miss[1]:.0%})" if miss else "–"))
         return "\n".join(lines)
@@ -261,6 +289,10 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
         ["intra-style FID (mean)", r.intra_fid_mean, "FID per style, averaged"],
         ["diversity ratio (mean)", r.diversity_ratio_mean, "generated / real mean pairwise distance; ≪ 1 = collapse"],
         ["style accuracy", r.style_accuracy, f"classifier's real-val accuracy: {fmt(r.classifier.val_accuracy)}"],
+        *([["detectability", r.detectability.accuracy,
+            f"a detector trained to tell generated from real images, tested on images it never saw: 0.5 = chance "
+            f"(cannot be told apart), 1.0 = always told apart; position {fmt(r.detectability.position)}; "
+            f"{r.detectability.generated_detected:.1%} of generated images caught"]] if r.detectability else []),
         ["colour cast", r.colour_cast, f"chroma of flat light areas (tinted backgrounds); real: "
                                        f"{fmt(r.colour_cast_real)}"],
         ["edge chroma", r.edge_chroma, f"chroma along edges (colour fringes); real: {fmt(r.edge_chroma_real)}"],
@@ -270,11 +302,13 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
     per_style = table(
         ["style", "n", "FID", "FID position", "coverage", "coverage position", "recall", "recall position",
          "diversity real", "diversity gen",
-         "ratio", "style acc.", "style acc. position", "classifier val acc.", "near-copy share"],
+         "ratio", "style acc.", "style acc. position", "classifier val acc.", "detectability",
+         "generated caught", "near-copy share"],
         [[s.style, s.n_real, s.fid, s.fid_position, s.coverage, s.coverage_position, s.recall, s.recall_position,
           s.diversity_real,
           s.diversity_generated, s.diversity_ratio, s.style_accuracy, s.style_accuracy_position,
-          s.classifier_val_accuracy, s.near_copy_share] for s in r.per_style])
+          s.classifier_val_accuracy, s.detectability, s.generated_detected, s.near_copy_share]
+         for s in r.per_style])
     calibration = table(
         ["images", "FID", "KID ×1000", "precision", "recall", "density", "coverage", "intra-style FID", "style acc."],
         [[c.name, c.fid, c.kid * 1000, c.precision, c.recall, c.density, c.coverage, c.intra_fid_mean,
@@ -297,7 +331,9 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
                    [[i + 1, p.style, p.seed, p.pixel_score, p.pixel_distance, p.feature_distance, p.train_key]
                     for i, p in enumerate(m.worst_pairs)])
     grids = "".join(
-        f"<figure><h3>{html.escape(s.style)}</h3><p>generated</p>{img(g, s.style + ' generated')}"
+        f"<figure><h3>{html.escape(s.style)}</h3><p>generated"
+        + ("" if s.generated_detected is None else f" ({s.generated_detected:.0%} told apart from real by the detector)")
+        + f"</p>{img(g, s.style + ' generated')}"
         f"<p>real {html.escape(r.split)}</p>{img(rg, s.style + ' real')}</figure>"
         for s, g, rg in zip(r.per_style, generated_grids, real_grids))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in r.notes)

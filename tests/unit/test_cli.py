@@ -149,7 +149,7 @@ def test_cli_evaluate(tiny_model, tiny_dataset, capsys, monkeypatch):
     assert "--inception-weights" in capsys.readouterr().err
     # (20 classifier steps instead of 300 keep the unit test fast)
     assert main(["evaluate", tiny_model, "--data", tiny_dataset, "--n-per-style", "4", "--device", "cpu",
-                 "--classifier-steps", "20"]) == 0
+                 "--classifier-steps", "20", "--detector-steps", "20"]) == 0
     out = capsys.readouterr().out
     assert "FID" in out and "near-copies" in out
     assert storage.join(tiny_model, "eval", "val-00000001", "report.json") in out

@@ -20,7 +20,7 @@ from ray_gan.generate.render import Renderer
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-FAST = dict(classifier_steps=40, kid_subsets=10, device="cpu", log=lambda s: None)
+FAST = dict(classifier_steps=40, detector_steps=40, kid_subsets=10, device="cpu", log=lambda s: None)
 
 
 def test_evaluate_writes_a_deterministic_report(tiny_model, tiny_dataset):
