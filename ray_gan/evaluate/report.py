@@ -98,6 +98,15 @@ class DetectabilityResult(_Model):
     steps: int
 
 
+def detectability_verdict(accuracy: float) -> str:
+    """A plain-words reading of a detectability (evaluate/detector.py)."""
+    if accuracy >= 0.95:
+        return "told apart from real images almost every time: something is obviously wrong (see the grids)"
+    if accuracy >= 0.75:
+        return "often told apart from real images"
+    return "hard to tell apart from real images for this detector (a weak judge of good models)"
+
+
 class DistanceSummary(_Model):
     min: float
     median: float
@@ -226,6 +235,7 @@ class EvalReport(_Model):
             " (not comparable with published Inception FIDs)"
         lines = [
             f"model {self.model} (step {self.model_step}) vs {self.split} of {self.dataset}",
+            *([f"verdict: {detectability_verdict(self.detectability.accuracy)}"] if self.detectability else []),
             f"features: {self.extractor.name}{caveat}; {self.n_generated} generated vs {self.n_real} real images",
             *([f"  detectability       {self.detectability.accuracy:.3f} (a detector trained to tell generated from "
                f"real images, on images it never saw: 0.5 = chance, 1.0 = always told apart; position "
@@ -337,13 +347,16 @@ def render_html(report: EvalReport, generated_grids: list[bytes], real_grids: li
         f"<p>real {html.escape(r.split)}</p>{img(rg, s.style + ' real')}</figure>"
         for s, g, rg in zip(r.per_style, generated_grids, real_grids))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in r.notes)
+    verdict = "" if r.detectability is None else \
+        f"<p><b>Verdict: {html.escape(detectability_verdict(r.detectability.accuracy))}</b> (detectability " \
+        f"{r.detectability.accuracy:.3f}: 0.5 = chance, 1.0 = always told apart)</p>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>ray_gan evaluation</title>
 <style>{CSS}</style></head><body>
 <h1>Evaluation: {html.escape(r.model)} (step {r.model_step}) on {html.escape(r.split)}</h1>
 <p class="note">dataset {html.escape(r.dataset)} · {r.n_generated} generated vs {r.n_real} real images ·
 truncation {fmt(r.settings.get("truncation"))} · extractor <b>{html.escape(r.extractor.name)}</b>:
 {html.escape(r.extractor.description)}</p>
-<h2>Overview</h2>{overview}
+{verdict}<h2>Overview</h2>{overview}
 <h3>Calibration</h3>{calibration}
 <p class="note">Every row against the same real {html.escape(r.split)} images, in the same feature space, at the
 same sizes: real train images are the best a model can score, noise and train images blurred to {4}×{4} colour

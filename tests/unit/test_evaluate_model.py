@@ -44,6 +44,13 @@ def test_evaluate_writes_a_deterministic_report(tiny_model, tiny_dataset):
     assert all(c.n == 30 for c in report.calibration) and report.calibration[0].fid == report.fid
     assert set(report.position) >= {"fid", "coverage", "style_accuracy"}
     assert all(s.fid_position is not None for s in report.per_style)
+    # detectability: trained on ≤ n_per_style train images per style and as many rendered ones, tested on
+    # the scored images; an untrained generator is told apart, and the report says so in words
+    d = report.detectability
+    assert (d.train_real, d.train_generated, d.test_real, d.test_generated) == (30, 30, 30, 30)
+    assert d.accuracy > 0.9 and report.position["detectability"] == d.position
+    assert all(s.detectability is not None and s.generated_detected is not None for s in report.per_style)
+    assert "seed + 256" in report.seed_rule
     # an untrained generator is far from the data and copies nothing
     assert report.fid > 0 and report.kid.mean > 0
     assert report.precision is not None and report.coverage is not None
@@ -56,12 +63,14 @@ def test_evaluate_writes_a_deterministic_report(tiny_model, tiny_dataset):
     html = storage.read_bytes(report.files["report_html"]).decode()
     assert "data:image/png;base64," in html and "classifier" in html and "gamma" in html
     assert "<h3>Calibration</h3>" in html and "position of the model" in html
+    assert "Verdict: told apart from real images almost every time" in html and "told apart from real by" in html
     pairs = Image.open(io.BytesIO(storage.read_bytes(report.files["worst_pairs_png"])))
     assert pairs.size[0] < pairs.size[1]  # two columns, 16 rows
     grid_bytes = storage.read_bytes(report.files["samples_alpha"])
     table = report.summary_table()
     assert "not comparable with published Inception FIDs" in table and "memorisation not flagged" in table
     assert "real train (ceiling)" in table and "position of the model" in table
+    assert table.splitlines()[1].startswith("verdict: told apart") and "detectability" in table
     assert len([line for line in table.splitlines() if line.lstrip().startswith(("alpha", "beta", "gamma"))]) == 3
 
     again = evaluate_model(tiny_model, tiny_dataset, n_per_style=10, seed=0, **FAST)
