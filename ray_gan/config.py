@@ -292,12 +292,14 @@ class TrainConfig(_Strict):
                              "(ray-gan finetune), which sets init_from")
         return self
 
-    def new_model_config(self, num_styles: int, resolution: int) -> ModelConfig:
+    def new_model_config(self, num_styles: int, resolution: int, grey: bool = False) -> ModelConfig:
         """The model a fresh run of this config builds: the preset, the overrides, and
         stylegan's packing where unset (packs of the preset's size where a worker's batch
-        holds one of every style, else 1)."""
+        holds one of every style, else 1); one channel for a grey dataset (``grey``)."""
         base = ModelConfig.default_for(self.arch, num_styles=num_styles, resolution=resolution)
         updates = self.model.model_dump(exclude_none=True)
+        if grey:
+            updates["channels"] = 1
         preset_pack = ARCH_PRESETS[self.arch].pack
         if "pack" not in updates and preset_pack > 1:
             fits = self.scaling.batch_size >= min_batch_for_packs(preset_pack, num_styles)

@@ -35,6 +35,11 @@ class DatasetInfo:
     checksum: str  # sha256 of dataset.json: identifies exactly this preparation
     raw: dict
 
+    @property
+    def channels(self) -> int:
+        """1 when every image is grey (prepare checks), else 3; the shards hold RGB either way."""
+        return int(self.raw.get("channels", 3))
+
     def shard_uris(self, split: str) -> list[str]:
         return [storage.join(self.uri, s["path"]) for s in self.shards if s["split"] == split]
 

@@ -63,10 +63,10 @@ def _process_batch(batch: dict[str, np.ndarray], src: str, resolution: int, max_
     """Ray Data UDF (a stateless task): a batch of source keys → processed rows or skip reasons.
     ``progress``: a :class:`ray_gan.progress.Reporter` that counts the files done."""
     reader = SourceReader(src)
-    out: dict[str, list] = {k: [] for k in ("key", "style_name", "status", "detail", "image", "sha256")}
+    out: dict[str, list] = {k: [] for k in ("key", "style_name", "status", "detail", "image", "sha256", "grey")}
     try:
         for key, style in zip(batch["key"], batch["style_name"]):
-            status, detail, image, digest = "ok", "", b"", ""
+            status, detail, image, digest, grey = "ok", "", b"", "", False
             try:
                 try:
                     data = reader.read(str(key))
@@ -75,11 +75,11 @@ def _process_batch(batch: dict[str, np.ndarray], src: str, resolution: int, max_
                 except Exception as exc:  # noqa: BLE001 - a damaged, encrypted or Deflate64 zip member
                     raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
                 digest = hashlib.sha256(data).hexdigest()
-                image, _, _ = process_image(data, resolution, max_pixels, max_file_bytes)
+                image, _, _, grey = process_image(data, resolution, max_pixels, max_file_bytes)
             except SkipImage as skip:
                 status, detail, image = skip.reason, skip.detail, b""
             for k, v in (("key", str(key)), ("style_name", str(style)), ("status", status),
-                         ("detail", detail), ("image", image), ("sha256", digest)):
+                         ("detail", detail), ("image", image), ("sha256", digest), ("grey", grey)):
                 out[k].append(v)
     finally:
         reader.close()
@@ -143,7 +143,7 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
         ).materialize()
     bar.update(len(items), status="writing shards")
 
-    meta = ds.select_columns(["key", "style_name", "status", "sha256"]).to_pandas()
+    meta = ds.select_columns(["key", "style_name", "status", "sha256", "grey"]).to_pandas()
     meta = meta.sort_values("key", kind="stable").reset_index(drop=True)
     skipped: Counter[str] = Counter(meta.loc[meta.status != "ok", "status"])
     ok = meta[meta.status == "ok"]
@@ -193,7 +193,9 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "source": cfg.src,
         "resolution": cfg.resolution,
-        "channels": 3,
+        # 1 when every kept image is grey (R = G = B): new models of it draw one channel, so
+        # they cannot draw colour the data never has (fringes along glyph edges)
+        "channels": 1 if bool(keep.grey.all()) else 3,
         "split_seed": cfg.seed,
         "val_fraction": cfg.val_fraction,
         "styles": styles,

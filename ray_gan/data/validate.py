@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ray_gan.images import encode, square_resize, to_rgb
@@ -28,8 +29,10 @@ class SkipImage(Exception):
         self.detail = detail
 
 
-def process_image(data: bytes, resolution: int, max_pixels: int, max_file_bytes: int) -> tuple[bytes, int, int]:
-    """Source bytes → (PNG bytes at the target resolution, source width, source height)."""
+def process_image(data: bytes, resolution: int, max_pixels: int, max_file_bytes: int
+                  ) -> tuple[bytes, int, int, bool]:
+    """Source bytes → (PNG bytes at the target resolution, source width, source height,
+    grey: whether R = G = B at every pixel of the processed image)."""
     if not data:
         raise SkipImage("empty")
     if len(data) > max_file_bytes:
@@ -59,4 +62,7 @@ def process_image(data: bytes, resolution: int, max_pixels: int, max_file_bytes:
             raise SkipImage("too_large", str(exc)[:200]) from exc
         except Exception as exc:  # noqa: BLE001 - truncated / broken streams
             raise SkipImage("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
-    return encode(square_resize(img, resolution)), w, h
+    out = square_resize(img, resolution)
+    rgb = np.asarray(out)
+    grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    return encode(out), w, h, grey

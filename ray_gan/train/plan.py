@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from ray_gan.checkpoint import ModelInfo
-from ray_gan.config import ModelConfig, TrainConfig
+from ray_gan.config import ARCH_PRESETS, ModelConfig, TrainConfig
 from ray_gan.data.dataset import DatasetInfo
 from ray_gan.train.balance import style_weights
 
@@ -100,9 +100,11 @@ def plan_run(cfg: TrainConfig, dataset: DatasetInfo, existing: ModelInfo | None 
                          "base's mean style")
         else:
             try:
-                mcfg = cfg.new_model_config(len(dataset.styles), dataset.resolution)
+                mcfg = cfg.new_model_config(len(dataset.styles), dataset.resolution, grey=dataset.channels == 1)
             except ValueError as e:
                 raise TrainError(f"bad model settings: {e}") from None
+            if dataset.channels == 1 and ARCH_PRESETS[cfg.arch].model["channels"] != 1:
+                notes.append("train: every image of the dataset is grey: the model draws one channel")
     if existing is not None or base is not None:  # the weights fix the architecture
         for name, value in cfg.model.model_dump(exclude_none=True).items():
             if value != getattr(mcfg, name):

@@ -31,6 +31,7 @@ def test_cli_demo_data_prepare_train_generate_batch(tmp_path, ray_cluster):
     assert "skipped corrupt=1" in out
     doc = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert doc["styles"] == ["flat", "gradient", "outline", "stripes"]
+    assert doc["channels"] == 3  # colour images (a set of grey ones: 1, and one-channel models)
     assert doc["counts"]["train"]["total"] + doc["counts"]["val"]["total"] == 96
 
     _run(["train", "ds", "--out", "model", "--workers", "2", "--steps", "3", "--batch-size", "8",

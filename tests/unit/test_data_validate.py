@@ -25,12 +25,13 @@ def _decode(data: bytes) -> np.ndarray:
 def test_rgba_is_composited_on_white_and_resized():
     img = Image.new("RGBA", (64, 48), (255, 0, 0, 0))  # fully transparent red
     img.paste((0, 0, 255, 255), (20, 10, 44, 38))  # opaque blue box in the middle
-    out, w, h = process_image(_png(img), 16, **LIMITS)
+    out, w, h, grey = process_image(_png(img), 16, **LIMITS)
     arr = _decode(out)
     assert (w, h) == (64, 48)
     assert arr.shape == (16, 16, 3)
     assert tuple(arr[0, 0]) == (255, 255, 255)  # transparent → white, not red or black
     assert arr[8, 8, 2] > 200 and arr[8, 8, 0] < 60  # centre stays blue
+    assert not grey
 
 
 def test_grayscale_and_palette_become_rgb():
@@ -39,6 +40,16 @@ def test_grayscale_and_palette_become_rgb():
     pal = Image.new("P", (32, 32), 3)
     pal.putpalette([0, 0, 0, 10, 20, 30, 40, 50, 60, 70, 80, 90] + [0] * 756)
     assert tuple(_decode(process_image(_png(pal), 32, **LIMITS)[0])[0, 0]) == (70, 80, 90)
+
+
+def test_grey_images_are_marked_grey_and_colour_ones_not():
+    glyph = Image.new("L", (40, 40), 255)
+    glyph.paste(0, (10, 5, 18, 35))  # a black stroke on white, resized with Lanczos
+    assert process_image(_png(glyph), 16, **LIMITS)[3]
+    assert process_image(_png(glyph.convert("RGB")), 16, **LIMITS)[3]  # grey stored as RGB
+    tinted = glyph.convert("RGB")
+    tinted.putpixel((0, 0), (255, 254, 255))  # one pixel off grey
+    assert not process_image(_png(tinted), 40, **LIMITS)[3]
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ from ray_gan.train.plan import RunPlan, TrainError, plan_run
 STYLES = ["flat", "outline", "stripes"]
 
 
-def dataset(n_train: int = 300, styles=STYLES, checksum: str = "c1") -> DatasetInfo:
+def dataset(n_train: int = 300, styles=STYLES, checksum: str = "c1", channels: int = 3) -> DatasetInfo:
     shards = [{"path": "train-0.parquet", "split": "train"}, {"path": "val-0.parquet", "split": "val"}]
     return DatasetInfo(uri="/d", styles=list(styles), resolution=32, counts={"train": {"total": n_train}},
-                       shards=shards, checksum=checksum, raw={})
+                       shards=shards, checksum=checksum, raw={"channels": channels})
 
 
 def model(step: int = 500, arch: str = "stylegan", styles=STYLES, trained: bool = True, **raw) -> ModelInfo:
@@ -93,3 +93,12 @@ def test_style_balance_weights_come_from_the_train_split_per_style():
     assert w == pytest.approx([300 / 210 / 3, 300 / 60 / 3, 300 / 30 / 3])
     with pytest.raises(TrainError, match="style-balance sqrt"):
         plan_run(cfg(style_balance="sqrt"), dataset())  # a dataset.json without per-style counts
+
+
+@pytest.mark.parametrize("arch", ["stylegan", "dcgan", "vanilla"])
+def test_a_grey_dataset_gets_a_one_channel_model(arch):
+    grey = plan_run(cfg(arch=arch), dataset(channels=1))
+    assert grey.model.channels == 1
+    assert any("grey" in n for n in grey.notes) == (arch != "vanilla")  # vanilla is one-channel anyway
+    colour = plan_run(cfg(arch=arch), dataset())
+    assert colour.model.channels == (1 if arch == "vanilla" else 3)
