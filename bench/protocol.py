@@ -221,8 +221,9 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
             and (not variants or r["variant"] in variants)]
 
 
-def tables(rows: list[dict], ours: str) -> str:
-    """Per run: the headline numbers; then ours against the reference, run for run."""
+def tables(rows: list[dict], ours: list[str] | None = None) -> str:
+    """Per run: the headline numbers; then each of our models (default: every model but the
+    reference; a ``--tag`` is a candidate) against the reference, run for run."""
     out = [markdown_table(
         ["variant", "seed", "model", "steps", "style acc.", "FID", "coverage", "worst style FID", "lowest style "
          "recall", "detectability", "memorised", "FID (random-CNN)"],
@@ -233,21 +234,24 @@ def tables(rows: list[dict], ours: str) -> str:
           "yes" if r["memorised"] else "no",
           f"{r['fid_random_cnn']:.2f}" if r.get("fid_random_cnn") is not None else "–"] for r in rows])]
     by = {(r["variant"], r["seed"], r["model"]): r for r in rows}
-    verdicts = []
+    models = ours or sorted({r["model"] for r in rows} - {"reference"})
+    verdicts: dict[str, list[list[str]]] = {m: [] for m in models}
     for (variant, seed, model), r in sorted(by.items()):
         ref = by.get((variant, seed, "reference"))
-        if model != ours or ref is None:
+        if model not in verdicts or ref is None:
             continue
         parts = beats(r, ref)
-        verdicts.append([variant, str(seed)] + ["yes" if v else "**no**" for v in parts.values()]
-                        + ["yes" if all(parts.values()) else "**no**"])
-    if verdicts:
-        out.append(markdown_table(["variant", "seed", "style acc. >", "FID < (every style)", "coverage > (every "
-                                   "style)", f"recall ≥ {MIN_RECALL} (every style)", "no memorisation", "claim holds"],
-                                  verdicts))
-        held = all(v[-1] == "yes" for v in verdicts)
-        out.append(f"Claim for {ours} over the reference, run for run: **{'holds' if held else 'does not hold'}** "
-                   f"({sum(v[-1] == 'yes' for v in verdicts)} of {len(verdicts)} runs).")
+        verdicts[model].append([variant, str(seed), model] + ["yes" if v else "**no**" for v in parts.values()]
+                               + ["yes" if all(parts.values()) else "**no**"])
+    if any(verdicts.values()):
+        out.append(markdown_table(["variant", "seed", "model", "style acc. >", "FID < (every style)", "coverage > "
+                                   "(every style)", f"recall ≥ {MIN_RECALL} (every style)", "no memorisation",
+                                   "claim holds"], [v for m in models for v in verdicts[m]]))
+    for m in models:
+        if verdicts[m]:
+            won = sum(v[-1] == "yes" for v in verdicts[m])
+            out.append(f"Claim for {m} over the reference, run for run: "
+                       f"**{'holds' if won == len(verdicts[m]) else 'does not hold'}** ({won} of {len(verdicts[m])} runs).")
     return "\n\n".join(out)
 
 
@@ -277,7 +281,7 @@ def main() -> None:
                not a.no_second_opinion, a.budget, a.variants.split(",") if a.variants else None)
     print(f"\nProtocol {VERSION}, half {a.half}; machine: {cpu_model()}, {os.cpu_count()} CPUs; "
           f"{a.budget:.0f} s per run{'' if a.budget == BUDGET_S else ' (NOT the protocol budget)'}\n")
-    print(tables(rows, f"stylegan-{a.tag}" if a.tag else "stylegan"))
+    print(tables(rows))
     print(json.dumps({"grids": str(grids)}))
 
 

@@ -223,7 +223,8 @@ class OptimSettings(_Strict):
     style_balance: StyleBalance = Field(
         "none", description="How much each style counts in the losses when styles differ in size: none (in "
         "proportion to its images), sqrt (to the square root of its images), uniform (every style alike); "
-        "importance weights on every term of a sample (ray_gan/train/balance.py).")
+        "importance weights on every term of a sample (ray_gan/train/balance.py). Default none: the quality "
+        "protocol's tune half scored it best (docs/benchmarks.md).")
     style_loss: float | None = Field(None, ge=0, description="Weight of an auxiliary style-classification "
                                      "loss (AC-GAN, Odena et al. 2017); conditional stylegan only: default 1 "
                                      "there, 0 = off.")

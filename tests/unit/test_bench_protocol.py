@@ -48,5 +48,16 @@ def test_tables_count_run_for_run():
                            ("reference", _run(0.5, [10, 10], [0.3, 0.3], [0.4, 0.4]))):
             rows.append({**run, "variant": "emoji-tune", "seed": seed, "model": model, "steps": 100, "fid": fid,
                          "coverage": 0.5})
-    text = p.tables(rows, "stylegan")
+    text = p.tables(rows, ["stylegan"])
     assert "does not hold** (1 of 2 runs)" in text
+
+
+def test_tables_give_each_candidate_its_own_verdict():
+    ref = _run(0.5, [10, 10], [0.3, 0.3], [0.4, 0.4])
+    rows = [{**run, "variant": "hanzi-tune", "seed": 0, "model": model, "steps": 100, "fid": 5, "coverage": 0.5}
+            for model, run in (("reference", ref), ("stylegan", _run(0.9, [5, 5], [0.5, 0.5], [0.5, 0.5])),
+                               ("stylegan-sqrt", _run(0.4, [5, 5], [0.5, 0.5], [0.5, 0.5])))]
+    text = p.tables(rows)
+    assert "Claim for stylegan over the reference, run for run: **holds** (1 of 1 runs)" in text
+    assert "Claim for stylegan-sqrt over the reference, run for run: **does not hold** (0 of 1 runs)" in text
+    assert "Claim for reference" not in text
