@@ -762,7 +762,7 @@ class DemoConfig(_Strict):
     """``ray-gan demo``: demo-data → prepare → train → batch, all local."""
 
     dir: str = Field("ray-gan-demo", description="Working folder.")
-    train_seconds: float = Field(180.0, gt=0, description="Training time budget in seconds.")
+    train_seconds: float = Field(300.0, gt=0, description="Training time budget in seconds.")
 
 
 def comma_list(v: Any) -> Any:
