@@ -14,7 +14,7 @@ import time
 
 from ray_gan import console, storage
 from ray_gan.batch.job import BatchJobSpec, run_batch
-from ray_gan.config import PrepareConfig, TrainConfig
+from ray_gan.config import DemoConfig, PrepareConfig, TrainConfig
 from ray_gan.data.demo import write_demo_data
 from ray_gan.data.prepare import prepare
 from ray_gan.train.trainer import train
@@ -29,7 +29,8 @@ DEMO_LR = 5e-4
 VARIANTS_PER_STYLE = 32
 
 
-def run_demo(workdir: str = "ray-gan-demo", train_seconds: float = 300.0) -> dict[str, str]:
+def run_demo(workdir: str = "ray-gan-demo",
+             train_seconds: float = DemoConfig.model_fields["train_seconds"].default) -> dict[str, str]:
     workdir = os.path.abspath(workdir)
     raw, dataset, model, batch = (os.path.join(workdir, p) for p in ("raw", "dataset", "model", "batch"))
     t0 = time.monotonic()
