@@ -12,7 +12,7 @@ the validation split (every metric of the report).
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
 demo or the tests). Our models train through Ray Train with the CLI's defaults (2
-workers × batch 32); the budget is ``--time-budget`` (the training loop's clock; the Ray
+workers × batch 16; rows before protocol v2 ran at the old default, 32); the budget is ``--time-budget`` (the training loop's clock; the Ray
 start-up before it is not counted). The reference trains in one process (2 threads,
 batch 64) for the same seconds. Prints a Markdown table and writes the reports' key
 numbers to WORK/quality-results.json.
@@ -44,7 +44,7 @@ def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device
 
     overrides = {k.removeprefix(MODEL_PREFIX): v for k, v in (overrides or {}).items()}
     if not (out / "model.json").exists():
-        # CPU: the CLI's defaults (2 workers × 32). CUDA: one worker on one GPU, batch 64
+        # CPU: the CLI's defaults (2 workers × 16). CUDA: one worker on one GPU, batch 64
         # (the reference's batch).
         on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
         fields = {"time_budget_s": budget, "checkpoint_every": 10**8, "log_every": 200,

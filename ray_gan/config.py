@@ -241,7 +241,9 @@ class ScalingSettings(_Strict):
     workers: int = Field(2, ge=1, description="Ray Train workers (data parallel).")
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
-    batch_size: int = Field(32, ge=2, description="Images per worker per step.")
+    batch_size: int = Field(16, ge=2, description="Images per worker per step. 16 is the protocol's choice for a "
+                            "CPU time budget (docs/benchmarks.md: many small steps beat few large ones there); "
+                            "on GPUs raise it.")
 
 
 class RunSettings(_Strict):

@@ -61,3 +61,15 @@ def test_tables_give_each_candidate_its_own_verdict():
     assert "Claim for stylegan over the reference, run for run: **holds** (1 of 1 runs)" in text
     assert "Claim for stylegan-sqrt over the reference, run for run: **does not hold** (0 of 1 runs)" in text
     assert "Claim for reference" not in text
+
+
+def test_rows_of_another_protocol_version_are_neither_resumed_nor_compared():
+    rows = [{"protocol": "v1", "seed": 0}, {"protocol": p.VERSION, "seed": 1}, {"seed": 2}]
+    assert p.current(rows) == [{"protocol": p.VERSION, "seed": 1}]
+
+
+def test_ours_trains_at_the_defaults_but_for_the_machine_layout():
+    from ray_gan.config import TrainConfig
+
+    assert set(p.OURS) == {"workers", "cpus_per_worker"}  # v2: the batch is the default's
+    assert TrainConfig.from_flat(dataset="d", out="o").scaling.batch_size == 16  # the one v2 tuned

@@ -72,10 +72,11 @@ def test_training_packs_stylegan_by_default_as_far_as_a_batch_holds_every_style(
     def built(arch="stylegan", styles=5, **train):
         return TrainConfig.from_flat(dataset="d", out="o", arch=arch, **train).new_model_config(styles, 32)
 
-    # packs of 2 where a worker's batch (32) holds a pack of every style
-    assert [built(styles=n).pack for n in (5, 16, 17, 1)] == [2, 2, 1, 2]
+    # packs of 2 where a worker's batch (16 by default) holds a pack of every style
+    assert [built(styles=n).pack for n in (5, 8, 9, 1)] == [2, 2, 1, 2]
+    assert built(styles=16, batch_size=32).pack == 2
 
-    assert built().pack == 2 and built(styles=17).pack == 1 and built(pack=4).pack == 4
+    assert built().pack == 2 and built(styles=9).pack == 1 and built(pack=4).pack == 4
     assert built("dcgan").pack == 1
     with pytest.raises(ValueError, match="stylegan setting"):
         built("dcgan", pack=2)
