@@ -12,8 +12,9 @@ the validation split (every metric of the report).
 Datasets (prepared once at 32 px, cached under --work): ``demo`` (the built-in
 procedural set), ``emoji`` and ``hanzi`` (``../shared/datasets/*.zip``, not needed by the
 demo or the tests). Our models train through Ray Train with the CLI's defaults (2
-workers × batch 16; rows before protocol v2 ran at the old default, 32); the budget is ``--time-budget`` (the training loop's clock; the Ray
-start-up before it is not counted). The reference trains in one process (2 threads,
+workers × batch 16; rows from before the default changed on 2026-12-06 ran at 32); the
+budget is ``--time-budget`` (the training loop's clock; the Ray start-up before it is not
+counted). The reference trains in one process (2 threads,
 batch 64) for the same seconds. Prints a Markdown table and writes the reports' key
 numbers to WORK/quality-results.json.
 
