@@ -18,11 +18,44 @@ def test_sizes_run_from_1_to_7_and_every_style_is_small_once_over_the_seeds():
 
 
 def test_the_report_half_holds_styles_the_tune_half_never_saw():
-    tuned = {(v.source, s) for v in p.HALVES["tune"] for s in v.styles}
+    # a derived style counts as the source style it is drawn from
+    tuned = {(v.source, v.origin(s)[0]) for v in p.HALVES["tune"] for s in v.styles}
     reported = {(v.source, s) for v in p.HALVES["report"] for s in v.styles}
+    assert not any(v.derived for v in p.HALVES["report"])
     assert tuned < reported
     assert {s for src, s in reported - tuned} == {"openmoji", "long_cang", "zcool_xiaowei"}
     assert {v.source for v in p.HALVES["tune"]} == {v.source for v in p.HALVES["report"]} == {"emoji", "hanzi"}
+
+
+def test_the_tune_half_has_a_set_as_wide_as_the_report_halfs_widest():
+    # v3: the v2 default, tuned on 2 and 3 styles, failed its first 5-style report run
+    assert max(len(v.styles) for v in p.HALVES["tune"]) >= max(len(v.styles) for v in p.HALVES["report"])
+
+
+def test_the_halves_draw_their_subsets_from_their_own_seeds():
+    assert not set(p.SEEDS["tune"]) & set(p.SEEDS["report"])
+    assert all(len(s) >= 3 for s in p.SEEDS.values())  # a claim counts over three seeds at least
+
+
+def test_a_derived_style_is_its_source_redrawn():
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (64, 64), 255)
+    ImageDraw.Draw(im).rectangle((20, 12, 27, 52), fill=0)  # a vertical stroke
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    src = np.asarray(im) < 128
+    bold = np.asarray(p.draw(buf.getvalue(), "bold")) < 128
+    assert bold.shape == src.shape and (bold & src).sum() == src.sum() and bold.sum() > 1.5 * src.sum()
+    italic = np.asarray(p.draw(buf.getvalue(), "italic")) < 128
+    rows = np.nonzero(italic.any(axis=1))[0]
+    top, bottom = (np.nonzero(italic[r])[0].mean() for r in (rows[0], rows[-1]))
+    assert top > bottom + 4  # slanted to the right: the stroke's top lies right of its foot
+    v = next(v for v in p.HALVES["tune"] if v.derived)
+    assert all(v.origin(name) == (src_style, t) and t in p.TRANSFORMS for name, src_style, t in v.derived)
 
 
 def _run(acc, fids, covs, recalls, memorised=False):
