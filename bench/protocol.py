@@ -63,7 +63,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import SOURCES, add_row, cpu_model, load_rows, markdown_table, timed
+from bench.common import SOURCES, add_row, code_state, cpu_flags, cpu_model, load_rows, markdown_table, timed
 
 VERSION = "v3"
 LARGEST = 2800  # images of the largest style (before the train/val split)
@@ -226,6 +226,12 @@ def grid(renderer_or_uri, data: str, path: Path) -> None:
     both.save(path, optimize=True)
 
 
+def machine() -> str:
+    """What a 600 s budget buys depends on it: the same two cores with AVX-512 BF16 gave
+    about twice the steps of an AVX2 machine's (docs/benchmarks.md)."""
+    return f"{cpu_model()} [{cpu_flags()}], {os.cpu_count()} CPUs"
+
+
 def current(rows: list[dict]) -> list[dict]:
     """The rows of this protocol version: another version's are kept on disk, never resumed
     from or compared with."""
@@ -277,7 +283,8 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
                 grid(entry["renderer"] or entry["uri"], data, grids / f"{variant.name}-s{seed}-{model}.png")
                 add_row(results, rows, {"protocol": VERSION, "half": half, "variant": variant.name, "seed": seed,
                                         "model": model, "budget": budget, "steps": entry["steps"],
-                                        "wall_s": round(train_s, 1), **scores})
+                                        "wall_s": round(train_s, 1), "machine": machine(), "code": code_state(),
+                                        **scores})
     return [r for r in current(rows) if r["half"] == half and r["budget"] == budget and r["seed"] in seeds
             and (not variants or r["variant"] in variants)]
 
@@ -308,6 +315,11 @@ def tables(rows: list[dict], ours: list[str] | None = None) -> str:
         out.append(markdown_table(["variant", "seed", "model", "style acc. >", "FID < (every style)", "coverage > "
                                    "(every style)", f"recall ≥ {MIN_RECALL} (every style)", "no memorisation",
                                    "claim holds"], [v for m in models for v in verdicts[m]]))
+    machines = sorted({r.get("machine", "unrecorded") for r in rows})
+    if len(machines) > 1:  # a time budget buys different step counts on each: say so beside the verdicts
+        out.append("Rows from more than one machine: " + "; ".join(
+            f"{m}: {', '.join(sorted({r['variant'] + ' s' + str(r['seed']) for r in rows if r.get('machine', 'unrecorded') == m}))}"
+            for m in machines) + ".")
     for m in models:
         if verdicts[m]:
             won = sum(v[-1] == "yes" for v in verdicts[m])
@@ -342,7 +354,7 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else list(SEEDS[a.half])
     rows = run(a.half, seeds, a.models.split(","), work, grids, overrides, a.tag,
                not a.no_second_opinion, a.budget, a.variants.split(",") if a.variants else None)
-    print(f"\nProtocol {VERSION}, half {a.half}; machine: {cpu_model()}, {os.cpu_count()} CPUs; "
+    print(f"\nProtocol {VERSION}, half {a.half}; machine: {machine()}; "
           f"{a.budget:.0f} s per run{'' if a.budget == BUDGET_S else ' (NOT the protocol budget)'}\n")
     print(tables(rows))
     print(json.dumps({"grids": str(grids)}))

@@ -106,3 +106,16 @@ def test_ours_trains_at_the_defaults_but_for_the_machine_layout():
 
     assert set(p.OURS) == {"workers", "cpus_per_worker"}  # v2: the batch is the default's
     assert TrainConfig.from_flat(dataset="d", out="o").scaling.batch_size == 16  # the one v2 tuned
+
+
+def test_tables_say_when_rows_come_from_machines_of_different_speed():
+    ref = _run(0.5, [10, 10], [0.3, 0.3], [0.4, 0.4])
+    ours = _run(0.9, [5, 5], [0.5, 0.5], [0.5, 0.5])
+    rows = [{**run, "variant": "hanzi-report", "seed": seed, "model": model, "steps": 100, "fid": 5, "coverage": 0.5,
+             "machine": machine}
+            for seed, machine in ((3, "EPYC [avx2]"), (4, "EPYC [avx2, avx512_bf16]"))
+            for model, run in (("reference", ref), ("stylegan", ours))]
+    text = p.tables(rows)
+    assert "more than one machine" in text and "EPYC [avx2]: hanzi-report s3" in text
+    assert "more than one machine" not in p.tables(rows[:2])
+    assert p.machine().endswith("CPUs")
