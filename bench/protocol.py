@@ -295,21 +295,22 @@ def _gt(a, b) -> bool:
 
 
 def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path, overrides: dict, tag: str | None,
-        second_opinion: bool, budget: float = BUDGET_S, variants: list[str] | None = None) -> list[dict]:
+        second_opinion: bool, budget: float = BUDGET_S, variants: list[str] | None = None,
+        results: Path | None = None) -> list[dict]:
     from bench.quality import train_ours, train_reference
 
-    results = work / "protocol-results.json"
+    results = results or work / "protocol-results.json"
     rows = load_rows(results)
     done = {(r["variant"], r["seed"], r["model"], r["budget"]) for r in current(rows)}
     for variant in HALVES[half]:
         if variants and variant.name not in variants:
             continue
         for seed in seeds:
-            data = materialise(variant, seed, work)
             for arch in models:
                 model = f"{arch}-{tag}" if tag and arch != "reference" else arch
                 if (variant.name, seed, model, budget) in done:
                     continue
+                data = materialise(variant, seed, work)  # once per variant and seed; only for a run to make
                 out = work / "models" / f"{variant.name}-s{seed}-{model}-{int(budget)}s"
                 if arch == "reference":
                     entry, train_s = timed(train_reference, data, out, budget, seed)
@@ -380,6 +381,9 @@ def main() -> None:
     ap.add_argument("--no-second-opinion", action="store_true", help="skip the random-CNN FID")
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray_gan_protocol"))
     ap.add_argument("--grids", default=None, help="where the sample grids go (default WORK/grids)")
+    ap.add_argument("--results", default=None, help="the rows file, kept across runs and sessions (default "
+                    "WORK/protocol-results.json; the repository keeps the protocol's rows in "
+                    "docs/protocol-results.json, so that a half spread over sessions resumes and tabulates as one)")
     a = ap.parse_args()
     from bench.quality import parse_overrides
 
@@ -389,7 +393,8 @@ def main() -> None:
     grids = Path(a.grids) if a.grids else work / "grids"
     seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else list(SEEDS[a.half])
     rows = run(a.half, seeds, a.models.split(","), work, grids, overrides, a.tag,
-               not a.no_second_opinion, a.budget, a.variants.split(",") if a.variants else None)
+               not a.no_second_opinion, a.budget, a.variants.split(",") if a.variants else None,
+               Path(a.results) if a.results else None)
     print(f"\nProtocol {VERSION}, half {a.half}; machine: {machine()}; "
           f"{a.budget:.0f} s per run{'' if a.budget == BUDGET_S else ' (NOT the protocol budget)'}\n")
     print(tables(rows))

@@ -136,3 +136,17 @@ def test_tables_say_when_rows_come_from_machines_of_different_speed():
     assert "more than one machine" in text and "EPYC [avx2]: hanzi-report s3" in text
     assert "more than one machine" not in p.tables(rows[:2])
     assert p.machine().endswith("CPUs")
+
+
+def test_a_half_whose_rows_are_all_in_the_results_file_only_tabulates(tmp_path, monkeypatch):
+    import json
+
+    ours = _run(0.9, [5, 5], [0.5, 0.5], [0.5, 0.5])
+    rows = [{**ours, "protocol": p.VERSION, "half": "tune", "variant": "emoji-tune", "seed": 0, "model": m,
+             "budget": p.BUDGET_S, "steps": 1, "fid": 5, "coverage": 0.5} for m in ("stylegan", "reference")]
+    results = tmp_path / "rows.json"
+    results.write_text(json.dumps(rows))
+    monkeypatch.setattr(p, "materialise", lambda *a: pytest.fail("a finished run's data was prepared again"))
+    got = p.run("tune", [0], ["stylegan", "reference"], tmp_path / "work", tmp_path / "grids", {}, None, False,
+                variants=["emoji-tune"], results=results)
+    assert [r["model"] for r in got] == ["stylegan", "reference"] and json.loads(results.read_text()) == rows
