@@ -352,11 +352,12 @@ def tables(rows: list[dict], ours: list[str] | None = None) -> str:
         out.append(markdown_table(["variant", "seed", "model", "style acc. >", "FID < (every style)", "coverage > "
                                    "(every style)", f"recall ≥ {MIN_RECALL} (every style)", "no memorisation",
                                    "claim holds"], [v for m in models for v in verdicts[m]]))
-    machines = sorted({r.get("machine", "unrecorded") for r in rows})
-    if len(machines) > 1:  # a time budget buys different step counts on each: say so beside the verdicts
-        out.append("Rows from more than one machine: " + "; ".join(
-            f"{m}: {', '.join(sorted({r['variant'] + ' s' + str(r['seed']) for r in rows if r.get('machine', 'unrecorded') == m}))}"
-            for m in machines) + ".")
+    runs_on: dict[str, set[str]] = {}  # machine -> its runs
+    for r in rows:
+        runs_on.setdefault(r.get("machine", "unrecorded"), set()).add(f"{r['variant']} s{r['seed']}")
+    if len(runs_on) > 1:  # a time budget buys different step counts on each: say so beside the verdicts
+        out.append("Rows from more than one machine: "
+                   + "; ".join(f"{m}: {', '.join(sorted(runs))}" for m, runs in sorted(runs_on.items())) + ".")
     for m in models:
         if verdicts[m]:
             won = sum(v[-1] == "yes" for v in verdicts[m])
