@@ -229,6 +229,9 @@ class OptimSettings(_Strict):
                                      "loss (AC-GAN, Odena et al. 2017); conditional stylegan only: default 1 "
                                      "there, 0 = off.")
     mixing_prob: float = Field(0.9, ge=0, le=1, description="stylegan: share of G steps with style mixing.")
+    mode_seeking: float = Field(0.0, ge=0, description="Weight of the mode-seeking term (MSGAN, Mao et al. "
+                                "2019): G is penalised by 1/(d(G(z1,s), G(z2,s)) / d(z1, z2)) over pairs of "
+                                "fakes of one style, against a style collapsing to a few images. 0 = off.")
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU).")
     channels_last: bool = Field(True, description="NHWC memory format for the conv nets (no effect on vanilla).")
     compile: bool = Field(False, description="torch.compile G's and D's forward passes (a one-off compile; "

@@ -29,6 +29,10 @@ Regularisation and stabilisation:
   sample of style s is weighted by ``w_s`` (D's real and fake terms, G's term, the style
   head's cross-entropy); D's per-style accuracy is tallied on the device
   (``style_tally``) for the training log;
+* mode seeking (MSGAN, Mao et al. 2019; ``mode_seeking`` > 0): the step's fakes, sorted by
+  style, are paired; for each pair of one style G is penalised by
+  ``1 / (mean|G(z1)-G(z2)| / mean|z1-z2| + ε)``, so two latents of a style cannot map to one
+  image (a conditional GAN's usual collapse, which D's per-image loss cannot see);
 * EMA of G's weights, with a warm-up so short runs still get a useful average;
 * one forward pass of G per step: D's update uses the fakes detached, G's the same
   fakes through the updated D (the DCGAN reference loop does the same);
@@ -128,10 +132,11 @@ class GANStep:
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.cfg.optim.augment_policy) if self.cfg.optim.augment == "diffaugment" else x
 
-    def _fake(self, y: torch.Tensor, track_w: bool = False) -> torch.Tensor:
+    def _fake(self, y: torch.Tensor, track_w: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fakes of styles ``y`` and the latents they came from."""
         z = torch.randn(y.shape[0], self.mcfg.z_dim, device=self.device)
         if not self.styled:
-            return (self.G if self._g_forward is None else self._g_forward)(z, y)
+            return (self.G if self._g_forward is None else self._g_forward)(z, y), z
         G = self.G
         mapping = G.mapping if self._mapping is None else self._mapping
         synthesis = G.synthesis if self._synthesis is None else self._synthesis
@@ -143,7 +148,21 @@ class GANStep:
             cutoff = int(torch.randint(1, G.num_ws, ()))
             w2 = mapping(torch.randn_like(z), y)
             ws = torch.cat([ws[:, :cutoff], w2[:, None].expand(-1, G.num_ws - cutoff, -1)], dim=1)
-        return synthesis(ws)
+        return synthesis(ws), z
+
+    @staticmethod
+    def mode_seeking_term(x_fake: torch.Tensor, z: torch.Tensor, y: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+        """MSGAN's term over the batch's pairs of one style (0 where there are none): the
+        fakes are stably sorted by style and taken two by two, so with packing (runs of one
+        style) the pairs are the packs' own."""
+        order = torch.argsort(y, stable=True)
+        n = (y.shape[0] // 2) * 2
+        a, b = order[:n:2], order[1:n:2]
+        same = (y[a] == y[b]).float()
+        d_img = (x_fake[a].float() - x_fake[b].float()).abs().flatten(1).mean(1)
+        d_z = (z[a] - z[b]).abs().mean(1)
+        term = 1.0 / (d_img / d_z + eps)
+        return (term * same).sum() / same.sum().clamp(min=1.0)
 
     def _d(self, eager: bool = False) -> nn.Module:
         """D as the step calls it: compiled when configured, except where a double
@@ -228,7 +247,7 @@ class GANStep:
         # paper's reference training loop): D learns on the detached fakes, then G on
         # the same fakes scored by the updated D.
         with self._autocast():
-            x_fake = self._fake(y, track_w=True)
+            x_fake, z = self._fake(y, track_w=True)
 
         # D: reals → real, fakes → fake.
         if r1:
@@ -256,6 +275,8 @@ class GANStep:
             if self.style_loss:  # ... and G makes fakes that head assigns to their style
                 g_total = g_loss + self.style_loss * weighted_mean(
                     F.cross_entropy(fake_classes, y_d, reduction="none"), w)
+            if self.cfg.optim.mode_seeking:  # ... and two latents of a style give two images
+                g_total = g_total + self.cfg.optim.mode_seeking * self.mode_seeking_term(x_fake, z, y)
         self._update(self.opt_g, g_total, G)
         for p in self._d_trainable:
             p.requires_grad_(True)

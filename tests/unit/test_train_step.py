@@ -184,3 +184,35 @@ def test_step_with_packing_gives_d_same_style_packs_and_carries_the_rest_to_the_
     assert {len(s) for _, s in seen} <= {12, 24} and st._carry is None
     reals = seen[0][0][:12]
     assert all(any(torch.equal(r, c) for r in reals) for c in torch.cat([x[6:], x2]))
+
+
+def test_mode_seeking_term_pairs_fakes_of_one_style_and_punishes_identical_images():
+    from ray_gan.train.step import GANStep
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([0, 1, 0, 1, 2, 2])
+    z = torch.randn(6, 8, generator=g)
+    distinct = torch.rand(6, 3, 8, 8, generator=g)
+    # the pairs are (0, 2), (1, 3), (4, 5): every image of a pair's style identical to its partner
+    collapsed = distinct.clone()
+    collapsed[2], collapsed[3], collapsed[5] = collapsed[0], collapsed[1], collapsed[4]
+    spread = GANStep.mode_seeking_term(distinct, z, y)
+    assert torch.isfinite(spread) and GANStep.mode_seeking_term(collapsed, z, y) > 1000 * spread
+    # a pair of two styles is never compared: only images of one style must differ
+    assert GANStep.mode_seeking_term(distinct[:2], z[:2], y[:2]) == 0
+    # farther images for the same latents: a smaller term
+    assert GANStep.mode_seeking_term(distinct * 3, z, y) < spread
+
+
+def test_mode_seeking_moves_g_only_when_on():
+    x, y = torch.rand(8, 3, 16, 16) * 2 - 1, torch.arange(8) % 2
+
+    def g_after(weight):
+        s = _stepper(mixing_prob=0.0, mode_seeking=weight)
+        torch.manual_seed(1)
+        assert torch.isfinite(s.step(x, y, 0)).all()
+        return [p.detach().clone() for p in s.G.parameters()]
+
+    off = g_after(0.0)
+    assert all(torch.equal(a, b) for a, b in zip(off, g_after(0.0)))  # the comparison is deterministic
+    assert not all(torch.equal(a, b) for a, b in zip(off, g_after(1.0)))
