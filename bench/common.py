@@ -27,6 +27,7 @@ them alike. A worker builds its models, prints one JSON line ``{"ready": ...,
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -129,6 +130,13 @@ def cpu_flags() -> str:
         return "?"
     have = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return ", ".join(have) or "none of avx2/avx512"
+
+
+def machine() -> str:
+    """One line for the machine that gave a number: model, the SIMD that decides CPU speed,
+    CPU count (the same two cores with AVX-512 BF16 gave about twice the training steps of
+    an AVX2 machine's: docs/benchmarks.md)."""
+    return f"{cpu_model()} [{cpu_flags()}], {os.cpu_count()} CPUs"
 
 
 def loadavg() -> str:

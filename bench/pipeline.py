@@ -29,7 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench.common import cpu_model, markdown_table, timed
+from bench.common import machine, markdown_table, timed
 
 
 def baseline_prepare(src: str, resolution: int) -> tuple[float, int]:
@@ -164,7 +164,7 @@ def main() -> None:
 
     import ray
 
-    print(f"\nMachine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, ray {ray.__version__}, "
+    print(f"\nMachine: {machine()}; torch {torch.__version__}, ray {ray.__version__}, "
           f"Python {sys.version.split()[0]}; local Ray start-up {t_ray:.1f} s (not in the rows).")
     print(f"Source: {a.src or 'built-in demo data (4 styles × 300)'}\n")
     print(markdown_table(["stage", "work", "baseline (1 process)", "ray_gan", "ratio (ray_gan / baseline)", "notes"],

@@ -73,7 +73,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import SOURCES, add_row, code_state, cpu_flags, cpu_model, load_rows, markdown_table, timed
+from bench.common import SOURCES, add_row, code_state, load_rows, machine, markdown_table, timed
 
 VERSION = "v4"
 LARGEST = 2800  # images of the largest style (before the train/val split)
@@ -260,12 +260,6 @@ def grid(renderer_or_uri, data: str, path: Path) -> None:
     both.paste(right, (left.width + 12, 0))
     path.parent.mkdir(parents=True, exist_ok=True)
     both.save(path, optimize=True)
-
-
-def machine() -> str:
-    """What a 600 s budget buys depends on it: the same two cores with AVX-512 BF16 gave
-    about twice the steps of an AVX2 machine's (docs/benchmarks.md)."""
-    return f"{cpu_model()} [{cpu_flags()}], {os.cpu_count()} CPUs"
 
 
 def current(rows: list[dict]) -> list[dict]:

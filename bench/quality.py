@@ -32,7 +32,7 @@ import json
 import os
 from pathlib import Path
 
-from bench.common import (FORMATS, add_row, cpu_model, evaluate, load_rows, markdown_table, metric_cells, prepared,
+from bench.common import (FORMATS, add_row, evaluate, load_rows, machine, markdown_table, metric_cells, prepared,
                           save_rows, timed, trained_row)
 
 MODEL_PREFIX = "model."  # --set model.FIELD=VALUE: a ModelConfig field of a new model
@@ -182,7 +182,7 @@ def main() -> None:
                        "wall_s": round(train_s, 1), **scores}
                 add_row(results_path, rows, row)
 
-    print(f"\nMachine: {cpu_model()}, {os.cpu_count()} CPUs; budget {a.budget:.0f} s "
+    print(f"\nMachine: {machine()}; budget {a.budget:.0f} s "
           f"per model; features: {rows[0]['extractor'] if rows else '?'}\n")
     shown = [r for r in rows if r["budget"] == a.budget and r.get("device", "cpu") == a.device]
     print(table(shown))

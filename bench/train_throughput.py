@@ -69,7 +69,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from bench.common import ROOT, code_state, cpu_flags, cpu_model, loadavg, markdown_table
+from bench.common import ROOT, code_state, loadavg, machine, markdown_table
 
 DEFAULT_REF_PYTHON = "/work/venv-sg2ref/bin/python"
 CLI_DEFAULT_STEPS = 2000  # `ray-gan train --steps` default: a realistic run for compile pay-back
@@ -450,7 +450,7 @@ def main() -> None:
     ref_torch = next((r.info.get("torch") for r in rows if r.key == "ref-stylegan" and r.info), None)
     cmd = "python -m bench.train_throughput " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     print(f"\nCommand: `{cmd.strip()}`  ")
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores ({cpu_flags()}); torch {torch.__version__} "
+    print(f"Machine: {machine()}; torch {torch.__version__} "
           f"(project venv){f', torch {ref_torch} (stylegan2_pytorch venv)' if ref_torch else ''}; "
           f"Python {sys.version.split()[0]}; main rows at {a.threads} threads; ray_gan at {code}.  ")
     n_run = max((len(r.rates) for r in rows), default=0)
