@@ -156,7 +156,7 @@ class ArchPreset:
     """What a new model of one architecture starts from.
 
     ``model``: :class:`ModelConfig` fields of a new model; ``optim``: the optimiser,
-    style-loss values used where :class:`OptimSettings` leaves them unset (None);
+    style-loss and mode-seeking values used where :class:`OptimSettings` leaves them unset (None);
     ``r1``: the R1 weight where ``r1_gamma`` is unset — 0, or StyleGAN2-ADA's heuristic
     ``0.0002·res²/global batch``; ``pack``: stylegan's discriminator packing where a
     worker's batch can hold a pack of every style (else 1)."""
@@ -174,14 +174,14 @@ ARCH_PRESETS: dict[str, ArchPreset] = {
     "stylegan": ArchPreset(
         model={"channels": 3, "z_dim": 128, "w_dim": 128, "mapping_layers": 4, "embed_dim": 64, "g_channels": 16,
                "d_channels": 16, "max_channels": 256, "noise_inputs": False, "bounded_output": True},
-        optim={"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "style_loss": 1.0},
+        optim={"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99, "style_loss": 1.0, "mode_seeking": 0.0},
         r1="heuristic", pack=2),
     "dcgan": ArchPreset(
         model={"channels": 3, "z_dim": 128},
-        optim={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0}),
+        optim={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0, "mode_seeking": 0.0}),
     "vanilla": ArchPreset(  # the classic MLP pair: 100 → 256 → 512 → 1024 → 784 (28×28×1)
         model={"resolution": 28, "channels": 1, "z_dim": 100},
-        optim={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0}),
+        optim={"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "style_loss": 0.0, "mode_seeking": 0.0}),
 }
 
 
@@ -229,9 +229,10 @@ class OptimSettings(_Strict):
                                      "loss (AC-GAN, Odena et al. 2017); conditional stylegan only: default 1 "
                                      "there, 0 = off.")
     mixing_prob: float = Field(0.9, ge=0, le=1, description="stylegan: share of G steps with style mixing.")
-    mode_seeking: float = Field(0.0, ge=0, description="Weight of the mode-seeking term (MSGAN, Mao et al. "
-                                "2019): G is penalised by 1/(d(G(z1,s), G(z2,s)) / d(z1, z2)) over pairs of "
-                                "fakes of one style, against a style collapsing to a few images. 0 = off.")
+    mode_seeking: float | None = Field(None, ge=0, description="Weight of the mode-seeking term (MSGAN, Mao "
+                                       "et al. 2019): G is penalised by 1/(d(G(z1,s), G(z2,s)) / d(z1, z2)) over "
+                                       "pairs of fakes of one style, against a style collapsing to a few images. "
+                                       "Default: the architecture's (0 = off).")
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU).")
     channels_last: bool = Field(True, description="NHWC memory format for the conv nets (no effect on vanilla).")
     compile: bool = Field(False, description="torch.compile G's and D's forward passes (a one-off compile; "
@@ -313,7 +314,7 @@ class TrainConfig(_Strict):
         return ModelConfig.model_validate({**base.model_dump(), **updates})  # checks the overrides too
 
     def hyperparameters(self, mcfg: ModelConfig, world: int) -> dict[str, float]:
-        """The optimiser settings, R1 and style-loss weights and EMA decay a run of ``mcfg``
+        """The optimiser settings, R1, style-loss and mode-seeking weights and EMA decay a run of ``mcfg``
         on ``world`` workers uses (config, else the preset); recorded in model.json."""
         preset = ARCH_PRESETS[mcfg.arch]
         o = self.optim

@@ -102,6 +102,7 @@ class GANStep:
                                       betas=(self.hp["beta1"] ** c, self.hp["beta2"] ** c))
         self.styled = hasattr(G, "mapping")
         self.style_loss = self.hp["style_loss"]
+        self.mode_seeking = self.hp.get("mode_seeking", 0.0)
         self.style_weights = (torch.tensor(style_weights, dtype=torch.float32, device=device)
                               if style_weights and any(w != 1.0 for w in style_weights) else None)
         self.style_tally = StyleTally(mcfg.num_styles, device)
@@ -275,8 +276,8 @@ class GANStep:
             if self.style_loss:  # ... and G makes fakes that head assigns to their style
                 g_total = g_loss + self.style_loss * weighted_mean(
                     F.cross_entropy(fake_classes, y_d, reduction="none"), w)
-            if self.cfg.optim.mode_seeking:  # ... and two latents of a style give two images
-                g_total = g_total + self.cfg.optim.mode_seeking * self.mode_seeking_term(x_fake, z, y)
+            if self.mode_seeking:  # ... and two latents of a style give two images
+                g_total = g_total + self.mode_seeking * self.mode_seeking_term(x_fake, z, y)
         self._update(self.opt_g, g_total, G)
         for p in self._d_trainable:
             p.requires_grad_(True)

@@ -57,6 +57,9 @@ def test_hyperparameter_defaults_per_arch():
     hp = TrainConfig.from_flat(dataset="d", out="o", arch="stylegan", batch_size=32).hyperparameters(small(32), 2)
     assert hp["beta1"] == 0.0 and hp["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 64)
     assert hp["style_loss"] == 1.0
+    assert hp["mode_seeking"] == 0.0  # recorded in model.json with the rest
+    assert TrainConfig.from_flat(dataset="d", out="o", arch="stylegan", batch_size=32,
+                                 mode_seeking=2.0).hyperparameters(small(32), 2)["mode_seeking"] == 2.0
     dcgan = ModelConfig(arch="dcgan", num_styles=3)
     hp = TrainConfig.from_flat(dataset="d", out="o", lr_g=1e-3).hyperparameters(dcgan, 1)
     assert hp["lr_g"] == 1e-3 and hp["beta1"] == 0.5 and hp["r1_gamma"] == 0.0
