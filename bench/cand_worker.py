@@ -20,6 +20,7 @@ Options (each is a bench variant, never a change to ray_gan):
 * ``--bf16``: the step's own autocast switched on for the CPU (``GANStep.amp``; the
   train config only enables it on CUDA), i.e. bf16 autocast exactly where the step
   would use it on a GPU;
+* ``--mode-seeking W``: the train config's ``mode_seeking`` (the MSGAN term's weight);
 * ``--compile``: the train config's ``compile`` (``GANStep`` compiles D's and G's
   forward with inductor, default mode; for stylegan ``G.mapping`` and ``G.synthesis``;
   D runs eagerly on lazy-R1 steps, which need a double backward).
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--memory-format", choices=["default", "other", "channels-last", "contiguous"], default="default")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--mode-seeking", type=float, default=None, help="the train config's mode_seeking")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -65,6 +67,8 @@ def main() -> None:
     extra = {"channels_last": want_cl, "compile": a.compile}
     if a.z_dim:
         extra["z_dim"] = a.z_dim
+    if a.mode_seeking is not None:
+        extra["mode_seeking"] = a.mode_seeking
     cfg = TrainConfig.from_flat(dataset="bench", out="bench", arch=a.arch, batch_size=a.batch,
                                 g_channels=a.g_channels, d_channels=a.d_channels, **extra)
     mcfg = cfg.new_model_config(a.styles, a.resolution)
@@ -95,6 +99,8 @@ def main() -> None:
         reg.append(f"{opt.augment} ({opt.augment_policy})")
     if a.arch == "stylegan" and opt.mixing_prob > 0:
         reg.append(f"style mixing p={opt.mixing_prob}")
+    if hp["mode_seeking"]:
+        reg.append(f"mode seeking {hp['mode_seeking']:g}")
     reg.append(f"{opt.loss} loss, EMA")
     period = opt.r1_every if hp["r1_gamma"] > 0 else 1
     opts = ["bf16 autocast" if a.bf16 else "fp32",

@@ -46,9 +46,11 @@ those rows it says after how many steps the compiled step has paid that back.
 Variants (``--variants``): ``memory-format`` (the candidate with the other memory format
 than the train config's default, channels-last vs NCHW) and ``threads`` (1-thread rows,
 ray_gan and the DCGAN reference) are in the default run, which takes about 7 minutes on
-the quiet 2-core machine (plus any waiting for quiet). ``bf16`` (the step's own autocast, on for the CPU) and ``compile`` are
-opt-in (``--variants all``, about 25 minutes): bf16 runs at 1/10 to 1/20 of fp32 on a
-CPU without AVX-512 BF16, and a cold compile of the stylegan step takes minutes.
+the quiet 2-core machine (plus any waiting for quiet). ``bf16`` (the step's own autocast,
+on for the CPU), ``compile`` and ``mode-seeking`` (the step with ``mode_seeking=1``: what
+the MSGAN term costs) are opt-in (``--variants all``, about 25 minutes): bf16 runs at
+1/10 to 1/20 of fp32 on a CPU without AVX-512 BF16, and a cold compile of the stylegan
+step takes minutes.
 
 Prints a Markdown table for docs/benchmarks.md (and ``--json PATH`` writes the raw
 numbers). ``--profile DIR`` also runs each row under torch.profiler after the rounds.
@@ -203,6 +205,7 @@ VARIANTS = {  # name → (candidate worker flags, label)
     "bf16": (["--bf16"], "bf16 autocast"),
     "compile": (["--compile"], "torch.compile"),
     "threads": ([], "1 thread"),
+    "mode-seeking": (["--mode-seeking", "1"], "mode seeking (MSGAN) at weight 1"),
 }
 DEFAULT_VARIANTS = "memory-format,threads"
 
@@ -237,7 +240,8 @@ def build_rows(a: argparse.Namespace) -> list[Row]:
                    ref=ref)
 
     chosen = _variants(a.variants)
-    variants = [([], "base")] + [(VARIANTS[v][0], v) for v in ("memory-format", "bf16", "compile") if v in chosen]
+    variants = [([], "base")] + [(VARIANTS[v][0], v) for v in ("memory-format", "bf16", "compile", "mode-seeking")
+                                       if v in chosen]
     if a.only in (None, "dcgan"):
         rows.append(Row("ref-dcgan", "dcgan", "pytorch/examples DCGAN (reference)",
                         [py, "-m", "bench.references.ref_dcgan", "--threads", str(T)], 64,
