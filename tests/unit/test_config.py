@@ -57,13 +57,14 @@ def test_hyperparameter_defaults_per_arch():
     hp = TrainConfig.from_flat(dataset="d", out="o", arch="stylegan", batch_size=32).hyperparameters(small(32), 2)
     assert hp["beta1"] == 0.0 and hp["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 64)
     assert hp["style_loss"] == 1.0
-    assert hp["mode_seeking"] == 0.0  # recorded in model.json with the rest
+    assert hp["mode_seeking"] == 1.0  # recorded in model.json with the rest
     assert TrainConfig.from_flat(dataset="d", out="o", arch="stylegan", batch_size=32,
-                                 mode_seeking=2.0).hyperparameters(small(32), 2)["mode_seeking"] == 2.0
+                                 mode_seeking=0.0).hyperparameters(small(32), 2)["mode_seeking"] == 0.0
     dcgan = ModelConfig(arch="dcgan", num_styles=3)
     hp = TrainConfig.from_flat(dataset="d", out="o", lr_g=1e-3).hyperparameters(dcgan, 1)
     assert hp["lr_g"] == 1e-3 and hp["beta1"] == 0.5 and hp["r1_gamma"] == 0.0
     assert hp["style_loss"] == 0.0  # no style head in dcgan
+    assert hp["mode_seeking"] == 0.0
     # the style loss needs stylegan's style head and two or more styles: asked for elsewhere, a clear error
     with pytest.raises(ValueError, match="style_loss needs a conditional stylegan"):
         TrainConfig.from_flat(dataset="d", out="o", style_loss=1.0).hyperparameters(dcgan, 1)
