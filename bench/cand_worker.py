@@ -20,7 +20,8 @@ Options (each is a bench variant, never a change to ray_gan):
 * ``--bf16``: the step's own autocast switched on for the CPU (``GANStep.amp``; the
   train config only enables it on CUDA), i.e. bf16 autocast exactly where the step
   would use it on a GPU;
-* ``--mode-seeking W``: the train config's ``mode_seeking`` (the MSGAN term's weight);
+* ``--mode-seeking``: ``default`` (the architecture's weight of the MSGAN term) or
+  ``other`` (off where the default is on, else weight 1);
 * ``--compile``: the train config's ``compile`` (``GANStep`` compiles D's and G's
   forward with inductor, default mode; for stylegan ``G.mapping`` and ``G.synthesis``;
   D runs eagerly on lazy-R1 steps, which need a double backward).
@@ -47,7 +48,8 @@ def main() -> None:
     ap.add_argument("--memory-format", choices=["default", "other", "channels-last", "contiguous"], default="default")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--mode-seeking", type=float, default=None, help="the train config's mode_seeking")
+    ap.add_argument("--mode-seeking", choices=["default", "other"], default="default",
+                    help="the arch's mode-seeking weight, or the other setting (off where it is on, else 1)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -57,7 +59,7 @@ def main() -> None:
     set_threads(a.threads)
     import torch
 
-    from ray_gan.config import OptimSettings, TrainConfig
+    from ray_gan.config import ARCH_PRESETS, OptimSettings, TrainConfig
     from ray_gan.models import build_discriminator, build_generator
     from ray_gan.train.step import GANStep
 
@@ -67,8 +69,8 @@ def main() -> None:
     extra = {"channels_last": want_cl, "compile": a.compile}
     if a.z_dim:
         extra["z_dim"] = a.z_dim
-    if a.mode_seeking is not None:
-        extra["mode_seeking"] = a.mode_seeking
+    if a.mode_seeking == "other":
+        extra["mode_seeking"] = 0.0 if ARCH_PRESETS[a.arch].optim["mode_seeking"] else 1.0
     cfg = TrainConfig.from_flat(dataset="bench", out="bench", arch=a.arch, batch_size=a.batch,
                                 g_channels=a.g_channels, d_channels=a.d_channels, **extra)
     mcfg = cfg.new_model_config(a.styles, a.resolution)
@@ -106,6 +108,7 @@ def main() -> None:
     opts = ["bf16 autocast" if a.bf16 else "fp32",
             ("channels-last" if want_cl else "NCHW") + (" (train-config default)" if want_cl == default_cl else ""),
             "torch.compile" if a.compile else "eager",
+            f"mode seeking {hp['mode_seeking']:g}" if hp["mode_seeking"] else "no mode seeking",
             f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}"]
     serve(step, a.batch, time.perf_counter() - t0,
           {"torch": torch.__version__, "params": n_params, "period": period, "regularisation": "; ".join(reg),
