@@ -48,9 +48,9 @@ than the train config's default, channels-last vs NCHW) and ``threads`` (1-threa
 ray_gan and the DCGAN reference) are in the default run, which takes about 7 minutes on
 the quiet 2-core machine (plus any waiting for quiet). ``bf16`` (the step's own autocast,
 on for the CPU), ``compile`` and ``mode-seeking`` (the step with the MSGAN term off where
-the arch has it on, else on: what the term costs) are opt-in (``--variants all``, about 25 minutes): bf16 runs at
-1/10 to 1/20 of fp32 on a CPU without AVX-512 BF16, and a cold compile of the stylegan
-step takes minutes.
+the arch has it on, else on: what the term costs) are opt-in (``--variants all``, about
+25 minutes): bf16 runs at 1/10 to 1/20 of fp32 on a CPU without AVX-512 BF16, and a cold
+compile of the stylegan step takes minutes.
 
 Prints a Markdown table for docs/benchmarks.md (and ``--json PATH`` writes the raw
 numbers). ``--profile DIR`` also runs each row under torch.profiler after the rounds.
