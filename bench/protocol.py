@@ -60,7 +60,10 @@ things again and nothing else:
   images per style (``--grids``, small PNGs for docs/img/).
 
 Results go to WORK/protocol-results.json (rows kept across invocations: a stopped run
-resumes with the rows it has); the tables are printed as Markdown.
+resumes with the rows it has); the tables are printed as Markdown. Each row of ours records
+its settings (the train config and the architecture preset that fills it); a run is taken
+as done only by a row made with the same settings, so a row made under an older default is
+never mistaken for the current default's (``check_settings``).
 """
 
 from __future__ import annotations
@@ -291,18 +294,20 @@ def _gt(a, b) -> bool:
 def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path, overrides: dict, tag: str | None,
         second_opinion: bool, budget: float = BUDGET_S, variants: list[str] | None = None,
         results: Path | None = None) -> list[dict]:
-    from bench.quality import train_ours, train_reference
+    from bench.quality import ours_settings, train_ours, train_reference
 
     results = results or work / "protocol-results.json"
     rows = load_rows(results)
-    done = {(r["variant"], r["seed"], r["model"], r["budget"]) for r in current(rows)}
+    done = {(r["variant"], r["seed"], r["model"], r["budget"]): r for r in current(rows)}
     for variant in HALVES[half]:
         if variants and variant.name not in variants:
             continue
         for seed in seeds:
             for arch in models:
                 model = f"{arch}-{tag}" if tag and arch != "reference" else arch
+                settings = None if arch == "reference" else ours_settings(arch, budget, "cpu", {**OURS, **overrides})
                 if (variant.name, seed, model, budget) in done:
+                    check_settings(done[variant.name, seed, model, budget], settings)
                     continue
                 data = materialise(variant, seed, work)  # once per variant and seed; only for a run to make
                 out = work / "models" / f"{variant.name}-s{seed}-{model}-{int(budget)}s"
@@ -315,9 +320,37 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
                 add_row(results, rows, {"protocol": VERSION, "half": half, "variant": variant.name, "seed": seed,
                                         "model": model, "budget": budget, "steps": entry["steps"],
                                         "wall_s": round(train_s, 1), "machine": machine(), "code": code_state(),
-                                        **scores})
+                                        "settings": settings, **scores})
     return [r for r in current(rows) if r["half"] == half and r["budget"] == budget and r["seed"] in seeds
             and (not variants or r["variant"] in variants)]
+
+
+def check_settings(row: dict, settings: dict | None) -> None:
+    """A run found in the rows file is resumed (not run again) only if it was made with the
+    settings this run would use: rows are found by name (variant, seed, model, budget), and
+    an untagged name means "the defaults", which change. Rows from before rows recorded
+    their settings (and the reference's, whose settings are fixed in its module) are
+    resumed by name alone."""
+    if settings is None or row.get("settings") is None:
+        return
+    theirs, ours = _flat(row["settings"]), _flat(json.loads(json.dumps(settings)))
+    changed = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k, "unset") != ours.get(k, "unset"))
+    if changed:
+        diff = "; ".join(f"{k}: {theirs.get(k, 'unset')} there, {ours.get(k, 'unset')} now" for k in changed)
+        raise SystemExit(f"the rows file has {row['variant']} s{row['seed']} {row['model']} made with other settings "
+                         f"than this run's ({diff}), so a default changed since it ran (its code: "
+                         f"{row.get('code', 'unknown')}). Name this run apart with --tag, or move the old row out of "
+                         "the rows file; the two are not the same run.")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def tables(rows: list[dict], ours: list[str] | None = None) -> str:

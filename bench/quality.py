@@ -40,18 +40,39 @@ MODEL_PREFIX = "model."  # --set model.FIELD=VALUE: a ModelConfig field of a new
 
 def train_ours(arch: str, data: str, out: Path, budget: float, seed: int, device: str = "cpu",
                overrides: dict | None = None) -> dict:
-    from ray_gan.config import TrainConfig
     from ray_gan.train import trainer
 
-    overrides = {k.removeprefix(MODEL_PREFIX): v for k, v in (overrides or {}).items()}
     if not (out / "model.json").exists():
-        # CPU: the CLI's defaults (2 workers × 16). CUDA: one worker on one GPU, batch 64
-        # (the reference's batch).
-        on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
-        fields = {"time_budget_s": budget, "checkpoint_every": 10**8, "log_every": 200,
-                  "seed": seed, **on_gpu, **overrides}
-        trainer.train(TrainConfig.from_flat(dataset=data, out=str(out), arch=arch, **fields))
+        trainer.train(ours_config(arch, data, out, budget, seed, device, overrides))
     return {**trained_row(out), "renderer": None}
+
+
+def ours_config(arch: str, data: str, out: Path | str, budget: float, seed: int, device: str = "cpu",
+                overrides: dict | None = None):
+    """The ``TrainConfig`` a row of ours trains with. CPU: the CLI's defaults (2 workers ×
+    16) but for ``overrides``. CUDA: one worker on one GPU, batch 64 (the reference's batch)."""
+    from ray_gan.config import TrainConfig
+
+    overrides = {k.removeprefix(MODEL_PREFIX): v for k, v in (overrides or {}).items()}
+    on_gpu = {"workers": 1, "gpus_per_worker": 1.0, "batch_size": 64} if device == "cuda" else {}
+    fields = {"time_budget_s": budget, "checkpoint_every": 10**8, "log_every": 200, "seed": seed, **on_gpu,
+              **overrides}
+    return TrainConfig.from_flat(dataset=data, out=str(out), arch=arch, **fields)
+
+
+def ours_settings(arch: str, budget: float, device: str = "cpu", overrides: dict | None = None) -> dict:
+    """What a row of ours means under this code, before any data is read: the train config
+    (every field, unset ones as None) and the architecture's preset that fills the unset
+    ones. Two runs with equal settings train alike on one dataset and seed; a changed
+    default (a preset value or a config field's default) changes them, so a rows file can
+    tell a row made under an older default from one made under the current one."""
+    from dataclasses import asdict
+
+    from ray_gan.config import ARCH_PRESETS
+
+    cfg = ours_config(arch, "-", "-", budget, 0, device, overrides).model_dump(mode="json")
+    del cfg["dataset"], cfg["out"], cfg["run"]["seed"]  # the row's own keys, or where it ran
+    return {"train": cfg, "preset": asdict(ARCH_PRESETS[arch])}
 
 
 def train_reference(data: str, out: Path, budget: float, seed: int, device: str = "cpu") -> dict:

@@ -150,3 +150,55 @@ def test_a_half_whose_rows_are_all_in_the_results_file_only_tabulates(tmp_path, 
     got = p.run("tune", [0], ["stylegan", "reference"], tmp_path / "work", tmp_path / "grids", {}, None, False,
                 variants=["emoji-tune"], results=results)
     assert [r["model"] for r in got] == ["stylegan", "reference"] and json.loads(results.read_text()) == rows
+
+
+def _finished(tmp_path, settings):
+    import json
+
+    ours = _run(0.9, [5, 5], [0.5, 0.5], [0.5, 0.5])
+    row = {**ours, "protocol": p.VERSION, "half": "tune", "variant": "emoji-tune", "seed": 0, "model": "stylegan",
+           "budget": p.BUDGET_S, "steps": 1, "fid": 5, "coverage": 0.5, "code": "abc1234", "settings": settings}
+    results = tmp_path / "rows.json"
+    results.write_text(json.dumps([row]))
+    return results
+
+
+def _resume(tmp_path, results, monkeypatch, overrides=None, tag=None):
+    monkeypatch.setattr(p, "materialise", lambda *a: pytest.fail("a finished run's data was prepared again"))
+    return p.run("tune", [0], ["stylegan"], tmp_path / "work", tmp_path / "grids", overrides or {}, tag, False,
+                 variants=["emoji-tune"], results=results)
+
+
+def test_a_row_made_with_this_runs_settings_is_resumed(tmp_path, monkeypatch):
+    from bench.quality import ours_settings
+
+    results = _finished(tmp_path, ours_settings("stylegan", p.BUDGET_S, "cpu", p.OURS))
+    assert [r["model"] for r in _resume(tmp_path, results, monkeypatch)] == ["stylegan"]
+
+
+def test_a_row_made_under_another_default_is_not_taken_for_this_run(tmp_path, monkeypatch):
+    """The trap that v4's tune rows set: the untagged rows were made before stylegan's
+    default turned mode seeking on; a run at the new default must not skip them as done."""
+    from bench.quality import ours_settings
+
+    old_default = ours_settings("stylegan", p.BUDGET_S, "cpu", {**p.OURS, "mode_seeking": 0.0})
+    results = _finished(tmp_path, old_default)
+    with pytest.raises(SystemExit, match=r"optim\.mode_seeking: 0\.0 there, None now.*--tag"):
+        _resume(tmp_path, results, monkeypatch)
+    # the same settings asked for explicitly are the same run
+    assert _resume(tmp_path, results, monkeypatch, overrides={"mode_seeking": 0.0})[0]["model"] == "stylegan"
+
+
+def test_settings_change_with_a_preset_and_with_an_override(monkeypatch):
+    import dataclasses
+
+    from bench.quality import ours_settings
+    from ray_gan import config
+
+    base = ours_settings("stylegan", p.BUDGET_S)
+    assert base == ours_settings("stylegan", p.BUDGET_S)  # nothing random in it (no run name, no seed)
+    assert ours_settings("stylegan", p.BUDGET_S, overrides={"model.pack": 1})["train"]["model"]["pack"] == 1
+    preset = config.ARCH_PRESETS["stylegan"]
+    monkeypatch.setitem(config.ARCH_PRESETS, "stylegan",
+                        dataclasses.replace(preset, optim={**preset.optim, "mode_seeking": 0.5}))
+    assert ours_settings("stylegan", p.BUDGET_S) != base
