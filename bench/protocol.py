@@ -299,6 +299,7 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
     results = results or work / "protocol-results.json"
     rows = load_rows(results)
     done = {(r["variant"], r["seed"], r["model"], r["budget"]): r for r in current(rows)}
+    todo = []
     for variant in HALVES[half]:
         if variants and variant.name not in variants:
             continue
@@ -306,21 +307,23 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
             for arch in models:
                 model = f"{arch}-{tag}" if tag and arch != "reference" else arch
                 settings = None if arch == "reference" else ours_settings(arch, budget, "cpu", {**OURS, **overrides})
-                if (variant.name, seed, model, budget) in done:
+                if (variant.name, seed, model, budget) in done:  # checked before anything trains
                     check_settings(done[variant.name, seed, model, budget], settings)
-                    continue
-                data = materialise(variant, seed, work)  # once per variant and seed; only for a run to make
-                out = work / "models" / f"{variant.name}-s{seed}-{model}-{int(budget)}s"
-                if arch == "reference":
-                    entry, train_s = timed(train_reference, data, out, budget, seed)
                 else:
-                    entry, train_s = timed(train_ours, arch, data, out, budget, seed, "cpu", {**OURS, **overrides})
-                scores = score(entry["uri"], data, entry["renderer"], second_opinion)
-                grid(entry["renderer"] or entry["uri"], data, grids / f"{variant.name}-s{seed}-{model}.png")
-                add_row(results, rows, {"protocol": VERSION, "half": half, "variant": variant.name, "seed": seed,
-                                        "model": model, "budget": budget, "steps": entry["steps"],
-                                        "wall_s": round(train_s, 1), "machine": machine(), "code": code_state(),
-                                        "settings": settings, **scores})
+                    todo.append((variant, seed, arch, model, settings))
+    for variant, seed, arch, model, settings in todo:
+        data = materialise(variant, seed, work)  # once per variant and seed; only for a run to make
+        out = work / "models" / f"{variant.name}-s{seed}-{model}-{int(budget)}s"
+        if arch == "reference":
+            entry, train_s = timed(train_reference, data, out, budget, seed)
+        else:
+            entry, train_s = timed(train_ours, arch, data, out, budget, seed, "cpu", {**OURS, **overrides})
+        scores = score(entry["uri"], data, entry["renderer"], second_opinion)
+        grid(entry["renderer"] or entry["uri"], data, grids / f"{variant.name}-s{seed}-{model}.png")
+        add_row(results, rows, {"protocol": VERSION, "half": half, "variant": variant.name, "seed": seed,
+                                "model": model, "budget": budget, "steps": entry["steps"],
+                                "wall_s": round(train_s, 1), "machine": machine(), "code": code_state(),
+                                "settings": settings, **scores})
     return [r for r in current(rows) if r["half"] == half and r["budget"] == budget and r["seed"] in seeds
             and (not variants or r["variant"] in variants)]
 
@@ -328,19 +331,26 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
 def check_settings(row: dict, settings: dict | None) -> None:
     """A run found in the rows file is resumed (not run again) only if it was made with the
     settings this run would use: rows are found by name (variant, seed, model, budget), and
-    an untagged name means "the defaults", which change. Rows from before rows recorded
-    their settings (and the reference's, whose settings are fixed in its module) are
-    resumed by name alone."""
+    an untagged name means "the defaults", which change. The reference's rows (its settings
+    are fixed in its module) are resumed by name; so are rows from before rows recorded
+    their settings (docs/protocol-results.json's v4 rows had theirs added afterwards, from
+    their tag and their code's defaults)."""
     if settings is None or row.get("settings") is None:
         return
     theirs, ours = _flat(row["settings"]), _flat(json.loads(json.dumps(settings)))
-    changed = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k, "unset") != ours.get(k, "unset"))
-    if changed:
-        diff = "; ".join(f"{k}: {theirs.get(k, 'unset')} there, {ours.get(k, 'unset')} now" for k in changed)
-        raise SystemExit(f"the rows file has {row['variant']} s{row['seed']} {row['model']} made with other settings "
-                         f"than this run's ({diff}), so a default changed since it ran (its code: "
-                         f"{row.get('code', 'unknown')}). Name this run apart with --tag, or move the old row out of "
-                         "the rows file; the two are not the same run.")
+    changed = sorted(k for k in theirs.keys() & ours.keys() if theirs[k] != ours[k])
+    new, gone = sorted(ours.keys() - theirs.keys()), sorted(theirs.keys() - ours.keys())
+    if not (changed or new or gone):
+        return
+    parts = [f"{k}: {theirs[k]} there, {ours[k]} now" for k in changed]
+    parts += [f"{k} (now {ours[k]}) is a setting newer than the row" for k in new]
+    parts += [f"{k} (there {theirs[k]}) is a setting the code no longer has" for k in gone]
+    why = ("a default or a --set differs" if changed else "the settings changed shape; if the new setting's "
+           "value keeps the old behaviour, add it to the row's settings")
+    raise SystemExit(f"the rows file has {row['variant']} s{row['seed']} {row['model']} ({row['budget']:.0f} s) "
+                     f"made with other settings than this run's ({'; '.join(parts)}): {why} (its code: "
+                     f"{row.get('code', 'unknown')}), so it is not this run. Run this one under another name "
+                     "(--tag) or move the old row out of the rows file. Nothing was trained.")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

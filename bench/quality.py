@@ -63,9 +63,10 @@ def ours_config(arch: str, data: str, out: Path | str, budget: float, seed: int,
 def ours_settings(arch: str, budget: float, device: str = "cpu", overrides: dict | None = None) -> dict:
     """What a row of ours means under this code, before any data is read: the train config
     (every field, unset ones as None) and the architecture's preset that fills the unset
-    ones. Two runs with equal settings train alike on one dataset and seed; a changed
-    default (a preset value or a config field's default) changes them, so a rows file can
-    tell a row made under an older default from one made under the current one."""
+    ones. A changed default (a preset value or a config field's default) changes them, so a
+    rows file can tell a row made under an older default from one made under the current
+    one. They do not cover the code that turns them into a run (model-config defaults
+    outside the preset, the pack-fit rule, the R1 formula): a row's ``code`` records that."""
     from dataclasses import asdict
 
     from ray_gan.config import ARCH_PRESETS

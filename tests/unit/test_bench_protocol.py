@@ -183,7 +183,7 @@ def test_a_row_made_under_another_default_is_not_taken_for_this_run(tmp_path, mo
 
     old_default = ours_settings("stylegan", p.BUDGET_S, "cpu", {**p.OURS, "mode_seeking": 0.0})
     results = _finished(tmp_path, old_default)
-    with pytest.raises(SystemExit, match=r"optim\.mode_seeking: 0\.0 there, None now.*--tag"):
+    with pytest.raises(SystemExit, match=r"optim\.mode_seeking: 0\.0 there, None now.*--tag.*Nothing was trained"):
         _resume(tmp_path, results, monkeypatch)
     # the same settings asked for explicitly are the same run
     assert _resume(tmp_path, results, monkeypatch, overrides={"mode_seeking": 0.0})[0]["model"] == "stylegan"
@@ -202,3 +202,44 @@ def test_settings_change_with_a_preset_and_with_an_override(monkeypatch):
     monkeypatch.setitem(config.ARCH_PRESETS, "stylegan",
                         dataclasses.replace(preset, optim={**preset.optim, "mode_seeking": 0.5}))
     assert ours_settings("stylegan", p.BUDGET_S) != base
+
+
+def test_a_new_row_records_its_settings_and_a_rerun_resumes_from_it(tmp_path, monkeypatch):
+    import json
+
+    from bench import quality
+
+    trained = []
+    scores = {**_run(0.9, [5, 5], [0.5, 0.5], [0.5, 0.5]), "fid": 5, "coverage": 0.5}
+    monkeypatch.setattr(p, "materialise", lambda variant, seed, work: str(work / "data"))
+    monkeypatch.setattr(quality, "train_ours", lambda arch, *a: trained.append(arch) or {"steps": 7, "uri": "m",
+                                                                                       "renderer": None})
+    monkeypatch.setattr(p, "score", lambda *a: scores)
+    monkeypatch.setattr(p, "grid", lambda *a: None)
+    results = tmp_path / "rows.json"
+    args = ("tune", [0], ["stylegan"], tmp_path / "work", tmp_path / "grids", {"mode_seeking": 0.5}, "ms05", False)
+    p.run(*args, variants=["emoji-tune"], results=results)
+    row, = json.loads(results.read_text())
+    assert row["model"] == "stylegan-ms05" and row["settings"]["train"]["optim"]["mode_seeking"] == 0.5
+    p.run(*args, variants=["emoji-tune"], results=results)
+    assert trained == ["stylegan"] and len(json.loads(results.read_text())) == 1
+
+
+def test_a_mismatched_row_stops_the_run_before_anything_trains(tmp_path, monkeypatch):
+    """Seed 1 is still to run, seed 0's row is from another default: nothing trains."""
+    from bench import quality
+    from bench.quality import ours_settings
+
+    results = _finished(tmp_path, ours_settings("stylegan", p.BUDGET_S, "cpu", {**p.OURS, "mode_seeking": 0.0}))
+    monkeypatch.setattr(p, "materialise", lambda *a: pytest.fail("data was prepared for a run that cannot finish"))
+    monkeypatch.setattr(quality, "train_ours", lambda *a: pytest.fail("trained before the rows file was checked"))
+    with pytest.raises(SystemExit, match="mode_seeking"):
+        p.run("tune", [1, 0], ["stylegan"], tmp_path / "work", tmp_path / "grids", {}, None, False,
+              variants=["emoji-tune"], results=results)
+
+
+def test_a_setting_newer_than_the_row_is_named_as_such():
+    row = {"variant": "v", "seed": 0, "model": "stylegan", "budget": 600.0, "settings": {"train": {"a": 1}}}
+    with pytest.raises(SystemExit, match=r"train\.b \(now 2\) is a setting newer than the row.*changed shape"):
+        p.check_settings(row, {"train": {"a": 1, "b": 2}})
+    p.check_settings(row, {"train": {"a": 1}})  # the same: resumed
