@@ -299,6 +299,8 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
     results = results or work / "protocol-results.json"
     rows = load_rows(results)
     done = {(r["variant"], r["seed"], r["model"], r["budget"]): r for r in current(rows)}
+    ours = {**OURS, **overrides}
+    settings_of = {arch: None if arch == "reference" else ours_settings(arch, budget, "cpu", ours) for arch in models}
     todo = []
     for variant in HALVES[half]:
         if variants and variant.name not in variants:
@@ -306,24 +308,23 @@ def run(half: str, seeds: list[int], models: list[str], work: Path, grids: Path,
         for seed in seeds:
             for arch in models:
                 model = f"{arch}-{tag}" if tag and arch != "reference" else arch
-                settings = None if arch == "reference" else ours_settings(arch, budget, "cpu", {**OURS, **overrides})
                 if (variant.name, seed, model, budget) in done:  # checked before anything trains
-                    check_settings(done[variant.name, seed, model, budget], settings)
+                    check_settings(done[variant.name, seed, model, budget], settings_of[arch])
                 else:
-                    todo.append((variant, seed, arch, model, settings))
-    for variant, seed, arch, model, settings in todo:
+                    todo.append((variant, seed, arch, model))
+    for variant, seed, arch, model in todo:
         data = materialise(variant, seed, work)  # once per variant and seed; only for a run to make
         out = work / "models" / f"{variant.name}-s{seed}-{model}-{int(budget)}s"
         if arch == "reference":
             entry, train_s = timed(train_reference, data, out, budget, seed)
         else:
-            entry, train_s = timed(train_ours, arch, data, out, budget, seed, "cpu", {**OURS, **overrides})
+            entry, train_s = timed(train_ours, arch, data, out, budget, seed, "cpu", ours)
         scores = score(entry["uri"], data, entry["renderer"], second_opinion)
         grid(entry["renderer"] or entry["uri"], data, grids / f"{variant.name}-s{seed}-{model}.png")
         add_row(results, rows, {"protocol": VERSION, "half": half, "variant": variant.name, "seed": seed,
                                 "model": model, "budget": budget, "steps": entry["steps"],
                                 "wall_s": round(train_s, 1), "machine": machine(), "code": code_state(),
-                                "settings": settings, **scores})
+                                "settings": settings_of[arch], **scores})
     return [r for r in current(rows) if r["half"] == half and r["budget"] == budget and r["seed"] in seeds
             and (not variants or r["variant"] in variants)]
 
