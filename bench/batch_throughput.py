@@ -2,6 +2,7 @@
 
     python -m bench.batch_throughput [--per-style 2000] [--chunk-size 64] [--replicas 2]
                                      [--arch stylegan] [--resolution 32] [--storage s3|local]
+                                     [--layout files|tar]
 
 End to end: a batch job of the default preset model (untrained weights render as fast as
 trained ones) that renders, encodes PNG, hashes and writes every image and its manifest to
@@ -9,9 +10,12 @@ SeaweedFS (``weed mini`` on 127.0.0.1, started here; ``--storage local``: a loca
 directory) on this machine's local Ray. Its images/s are counted from the first chunk back
 to the end (``job.json``'s ``startup_seconds`` — starting the actors and loading the model
 — is reported apart) and over the whole run. Baseline, measured in the same run on the
-same cores: the raw forward (``Renderer.render``, the faster of eager and traced, torch
-with one thread per core) of the same number of images in micro-batches of the job's
-``render_batch``. Target (issue #19): end to end ≥ 0.85 × raw at the default chunk size.
+same cores: the raw forward (``Renderer.render``) of the same number of images in
+micro-batches of the job's ``render_batch``, the fastest of three ways to use the cores —
+eager and traced in one process with one torch thread per core, and traced in one
+single-threaded process per core (the replicas' shape). Target (issue #19): end to end
+≥ 0.85 × raw at the default chunk size. ``--layout``: the job's image layout (``files``,
+one object per image; ``tar``, one shard per work unit).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -74,22 +79,102 @@ def start_seaweedfs(work: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.5)
 
 
-def raw_forward_rate(model: str, n: int, render_batch: int) -> dict:
-    """Images/s of the bare forward (no encode, no write), eager and traced, all cores."""
-    import torch
-
+def _forward(model: str, first: int, n: int, render_batch: int, traced: bool, barrier=None) -> float:
+    """Seconds to render variants ``first … first+n-1`` after a warm-up (and, with a
+    ``barrier``, once every process is ready)."""
     from ray_gan.generate.render import Renderer
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    out = {}
-    for kind in ("eager", "traced"):
-        r = Renderer(model, "cpu", render_batch=render_batch, traced=kind == "traced")
-        r.render([0] * render_batch, list(range(render_batch)))  # warm-up
-        t0 = time.perf_counter()
-        for a in range(0, n, render_batch):
-            r.render([0] * min(render_batch, n - a), list(range(a, min(a + render_batch, n))))
-        out[kind] = n / (time.perf_counter() - t0)
+    r = Renderer(model, "cpu", render_batch=render_batch, traced=traced)
+    r.render([0] * render_batch, list(range(render_batch)))  # warm-up (and tracing)
+    if barrier is not None:
+        barrier.wait()
+    t0 = time.perf_counter()
+    for a in range(first, first + n, render_batch):
+        r.render([0] * min(render_batch, first + n - a), list(range(a, min(a + render_batch, first + n))))
+    return time.perf_counter() - t0
+
+
+def _forward_process(model: str, first: int, n: int, render_batch: int, barrier) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    return _forward(model, first, n, render_batch, True, barrier)
+
+
+def raw_forward_rate(model: str, n: int, render_batch: int) -> dict:
+    """Images/s of the bare forward (no encode, no write): eager and traced in this process
+    on all cores, and traced in one single-threaded process per core, side by side."""
+    import multiprocessing as mp
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    out = {kind: n / _forward(model, 0, n, render_batch, kind == "traced") for kind in ("eager", "traced")}
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Manager().Barrier(cores)
+    share = -(-n // cores)
+    with ctx.Pool(cores) as pool:
+        seconds = pool.starmap(_forward_process, [(model, i * share, share, render_batch, barrier)
+                                                  for i in range(cores)])
+    out["traced_per_core"] = share * cores / max(seconds)
     return out
+
+
+class CpuByRole(threading.Thread):
+    """Where the machine's CPU went during a run: every process's CPU seconds (Linux
+    ``/proc``, polled every 0.2 s; a process that exits keeps its last reading), summed by
+    role — the generator replicas, the S3 server, this driver, Ray's other processes
+    (raylet, GCS, dashboard, idle workers, helper actors) and anything else."""
+
+    def __init__(self, s3_pid: int | None) -> None:
+        super().__init__(daemon=True)
+        self.s3_pid, self.stop = s3_pid, threading.Event()
+        self.start_cpu = self._read()
+        self.last: dict[int, tuple[str, float]] = {}
+
+    def _role(self, pid: int, cmd: str) -> str:
+        if pid == os.getpid():
+            return "driver"
+        if pid == self.s3_pid:
+            return "s3_server"
+        if "MapWorker" in cmd or "_GenerateChunks" in cmd:
+            return "replicas"
+        return "ray_other" if "ray" in cmd else "other"
+
+    @staticmethod
+    def _read() -> dict[int, tuple[str, float]]:
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile
+                continue
+            out[int(name)] = (cmd, (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.last.update(self._read())
+
+    def shares(self, wall: float) -> dict[str, float]:
+        """Each role's share of the machine's CPU time (all cores) over ``wall`` seconds."""
+        self.stop.set()
+        self.join()
+        self.last.update(self._read())
+        roles: dict[str, float] = {}
+        for pid, (cmd, cpu) in self.last.items():
+            was = self.start_cpu.get(pid)
+            used = cpu - (was[1] if was and was[0] == cmd else 0.0)  # a recycled pid starts at 0
+            role = self._role(pid, cmd)
+            roles[role] = roles.get(role, 0.0) + max(used, 0.0)
+        return {k: v / (wall * (os.cpu_count() or 1)) for k, v in sorted(roles.items())}
 
 
 def _cpu_seconds(proc: subprocess.Popen | None) -> float:
@@ -112,6 +197,7 @@ def main() -> None:
     p.add_argument("--arch", default="stylegan")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--storage", choices=["s3", "local"], default="s3")
+    p.add_argument("--layout", choices=["files", "tar"], default="files")
     p.add_argument("--json", default="")
     a = p.parse_args()
 
@@ -141,11 +227,14 @@ def main() -> None:
         init_ray()
         chunk = {"chunk_size": a.chunk_size} if a.chunk_size else {}
         spec = BatchJobSpec(job_id="bench", model=model, variants_per_style=a.per_style, replicas=a.replicas,
-                            output=storage.join(root, "out"), **chunk)
+                            output=storage.join(root, "out"), layout=a.layout, **chunk)
         weed_cpu0 = _cpu_seconds(weed)
+        sampler = CpuByRole(weed.pid if weed is not None else None)
+        sampler.start()
         t0 = time.perf_counter()
         run_batch(spec, log=lambda m: None)
         wall = time.perf_counter() - t0
+        cpu_by_role = sampler.shares(wall)
         weed_cpu = _cpu_seconds(weed) - weed_cpu0
         run = storage.read_json(storage.join(spec.output, JOB_JSON))["run"]
         startup = run["startup_seconds"] or 0.0
@@ -153,11 +242,13 @@ def main() -> None:
         best_raw = max(raw.values())
         results = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "code": code_state(),
                    "model": f"{a.arch} {a.resolution}px", "images": n, "chunk_size": spec.chunk_size,
-                   "replicas": a.replicas, "storage": a.storage, "raw_images_per_s": raw,
+                   "replicas": a.replicas, "storage": a.storage, "layout": a.layout, "raw_images_per_s": raw,
                    "end_to_end_images_per_s": steady, "whole_run_images_per_s": n / wall,
                    "startup_s": startup, "ratio": steady / best_raw, "run": run,
                    # the S3 server's share of the machine's CPU time during the run (0 for local disk)
-                   "s3_server_cpu_share": weed_cpu / (wall * (os.cpu_count() or 1))}
+                   "s3_server_cpu_share": weed_cpu / (wall * (os.cpu_count() or 1)),
+                   # every process's share of the machine's CPU over the run (start-up included), by role
+                   "cpu_share_by_role": cpu_by_role}
     finally:
         if weed is not None:
             weed.terminate()
@@ -167,11 +258,15 @@ def main() -> None:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)
     print(markdown_table(
-        ["model", "images", "chunk", "replicas", "storage", "raw forward img/s (eager / traced)",
-         "end to end img/s (after start-up)", "whole run img/s", "start-up s", "S3 server's CPU share", "ratio"],
-        [[results["model"], str(n), str(spec.chunk_size), str(a.replicas), a.storage,
-          f"{raw['eager']:.0f} / {raw['traced']:.0f}", f"{steady:.0f}", f"{n / wall:.0f}", f"{startup:.1f}",
-          f"{results['s3_server_cpu_share']:.0%}", f"{results['ratio']:.2f}"]]))
+        ["model", "images", "chunk", "replicas", "storage", "layout",
+         "raw forward img/s (eager / traced / traced per core)",
+         "end to end img/s (after start-up)", "whole run img/s", "start-up s",
+         "CPU share: replicas / S3 server / driver / Ray's other processes / other", "ratio"],
+        [[results["model"], str(n), str(spec.chunk_size), str(a.replicas), a.storage, a.layout,
+          f"{raw['eager']:.0f} / {raw['traced']:.0f} / {raw['traced_per_core']:.0f}", f"{steady:.0f}", f"{n / wall:.0f}", f"{startup:.1f}",
+          " / ".join(f"{cpu_by_role.get(k, 0.0):.0%}" for k in ("replicas", "s3_server", "driver", "ray_other",
+                                                                 "other")),
+          f"{results['ratio']:.2f}"]]))
     print(f"Machine: {results['machine']} ({results['cores']} cores; {results['cpu_flags']}); code {results['code']}.")
 
 

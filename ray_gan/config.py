@@ -509,6 +509,11 @@ class BatchJobSpec(_Strict):
                                     description="Edit direction name → strength (σ).")
     image_format: ImageFormat = "png"
     output: str
+    layout: Literal["files", "tar"] = Field(
+        "files", description="How images are stored: 'files', one object per image (OUT/images/<style>/); "
+        "'tar', one uncompressed tar per work unit (OUT/shards/<style>/), each image's byte range in its manifest "
+        "row: one PUT per chunk instead of one per image, for small images, whose request costs more than rendering "
+        "them.")
     chunk_size: int = Field(64, ge=1, le=100_000, description="Images per work unit and manifest part.")
     replicas: int = Field(2, ge=1, description="Generator actors in the Ray Data actor pool.")
     gpus_per_replica: float = Field(0.0, ge=0.0)

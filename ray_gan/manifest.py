@@ -7,8 +7,13 @@ an image is a function of its manifest row on the same device fingerprint.
 
 Layout under a job's (or a request's) output::
 
-    OUT/images/<style>/<image_id>.<ext>
+    OUT/images/<style>/<image_id>.<ext>                 one object per image (the default), or
+    OUT/shards/<style>/<style>-c<chunk>.tar             a batch job's ``layout: tar``: one
+                                                        uncompressed tar per work unit
     OUT/manifest/<part>.parquet
+
+A row's image is ``image_size`` bytes of ``image_uri`` from ``image_offset`` (null: the
+whole object); :func:`read_image` reads it either way.
 
 A batch job writes one part per work unit (``part-s<style>-c<chunk>.parquet``);
 ``ray-gan batch --compact`` merges them into one file per style and range of chunks
@@ -22,6 +27,7 @@ import hashlib
 import io
 import json
 import re
+import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +37,7 @@ from ray_gan.config import MixSpec
 
 MANIFEST_DIR = "manifest"
 IMAGES_DIR = "images"
+SHARDS_DIR = "shards"
 EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 
 MANIFEST_SCHEMA = pa.schema(
@@ -50,6 +57,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("weights_sha256", pa.string()),
         ("image_uri", pa.string()),
         ("image_sha256", pa.string()),
+        ("image_offset", pa.int64()),  # null: the image is the whole object; else its first byte in a tar shard
+        ("image_size", pa.int64()),
         ("format", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
@@ -70,13 +79,43 @@ def image_uri(output: str, style: str, image_id: str, fmt: str) -> str:
     return storage.join(output, IMAGES_DIR, style, f"{image_id}.{EXTENSIONS[fmt]}")
 
 
+def shard_uri(output: str, style: str, chunk: int) -> str:
+    """A batch job's tar shard (``layout: tar``): the images of one work unit."""
+    return storage.join(output, SHARDS_DIR, style, f"{style}-c{chunk:07d}.tar")
+
+
+def pack_tar(members: list[tuple[str, bytes]]) -> tuple[bytes, list[int]]:
+    """An uncompressed POSIX tar of ``(name, data)`` members, and each member's data offset.
+    The bytes depend only on the members (mtime 0, owner root, mode 0644), so a work unit
+    written again is the same object; any ``tar`` unpacks it."""
+    buf = io.BytesIO()
+    offsets = []
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+            # the member's data ends the archive so far, padded to whole blocks
+            offsets.append(tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+    return buf.getvalue(), offsets
+
+
+def read_image(row: dict) -> bytes:
+    """The stored bytes of a manifest row's image (a whole object, or a range of a shard)."""
+    if row.get("image_offset") is None:
+        return storage.read_bytes(row["image_uri"])
+    return storage.read_range(row["image_uri"], int(row["image_offset"]), int(row["image_size"]))
+
+
 def manifest_row(*, job_id: str, image_id: str, style: str, style_index: int, variant: int, seed: int,
                  truncation: float, mix: MixSpec | None, edits: dict[str, float] | None, model_uri: str,
-                 weights_sha256: str, uri: str, data: bytes, fmt: str, resolution: int, device: str,
+                 weights_sha256: str, uri: str | None, data: bytes, fmt: str, resolution: int, device: str,
+                 offset: int | None = None,
                  attempt: int = 0, skipped: list[tuple[int, str]] | None = None, phash: int | None = None,
                  train_score: float | None = None, style_confidence: float | None = None) -> dict:
     """The manifest row of one stored image (``data``: its bytes as stored; the quality
-    fields as :mod:`ray_gan.batch.gates` measured them)."""
+    fields as :mod:`ray_gan.batch.gates` measured them; ``offset``: its first byte in the
+    tar shard ``uri``, None when ``uri`` is the image's own object)."""
     return {
         "job_id": job_id, "image_id": image_id, "style": style, "style_index": style_index, "variant": variant,
         "seed": seed, "truncation": float(truncation), "mix_layers": mix.layers if mix else None,
@@ -84,6 +123,7 @@ def manifest_row(*, job_id: str, image_id: str, style: str, style_index: int, va
         "mix_seed": (mix.seed if mix.seed is not None else seed + mix.seed_offset) if mix else None,
         "edits": json.dumps(edits or {}, sort_keys=True), "model_uri": model_uri,
         "weights_sha256": weights_sha256, "image_uri": uri, "image_sha256": hashlib.sha256(data).hexdigest(),
+        "image_offset": None if offset is None else int(offset), "image_size": len(data),
         "format": fmt, "width": resolution, "height": resolution, "device": device,
         "created": _dt.datetime.now(_dt.timezone.utc),
         "attempt": int(attempt), "skipped": [{"seed": int(a), "reason": r} for a, r in (skipped or [])],

@@ -189,6 +189,26 @@ def read_bytes(uri: str) -> bytes:
         raise StorageError(f"cannot read {uri}: {exc}") from exc
 
 
+def read_range(uri: str, offset: int, length: int) -> bytes:
+    """``length`` bytes of an object from byte ``offset`` (an S3 ranged GET): one image of a
+    batch job's tar shard. Raises if the object holds fewer."""
+    fs, path = filesystem(uri)
+
+    def read() -> bytes:
+        with fs.open_input_file(path) as f:
+            return f.read_at(length, offset)
+
+    try:
+        data = _retrying(uri, read)
+    except FileNotFoundError as exc:
+        raise StorageError(f"not found: {uri}") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read {uri}: {exc}") from exc
+    if len(data) != length:
+        raise StorageError(f"{uri} holds {offset + len(data)} bytes, fewer than the {offset + length} expected")
+    return data
+
+
 def open_input_file(uri: str) -> BinaryIO:
     """A seekable reader (e.g. for the central directory of a remote ``.zip``)."""
     fs, path = filesystem(uri)

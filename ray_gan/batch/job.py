@@ -5,8 +5,9 @@ style by style. The chunk numbers are generated on the cluster (``ray.data.range
 driver never holds a list of the work, and mapped by a fixed-size pool of generator actors
 (``ActorPoolStrategy``: ``replicas``, each with ``gpus_per_replica``). An actor checks
 whether its chunk's manifest part exists (complete: skipped), else renders the chunk,
-encodes and writes its images on ``write_threads`` while rendering goes on, then writes the
-chunk's manifest part — last, atomically. Hence, for any interruption:
+encodes and writes its images on ``write_threads`` while rendering goes on (``layout: tar``:
+encodes them there, then writes the chunk's images as one tar shard, one PUT), then writes
+the chunk's manifest part — last, atomically. Hence, for any interruption:
 
 * a manifest row exists only if its image object was written before it;
 * a chunk whose part exists is complete and is skipped on a re-run (one existence check per
@@ -33,6 +34,8 @@ Output layout::
     OUT/report.html                                     the contact sheet
     OUT/gates.safetensors                               the gates' calibration (with gates)
     OUT/images/<style>/<image_id>.<ext>                 image_id = <style>-<variant:08d>
+    OUT/shards/<style>/<style>-c<chunk:07d>.tar         layout: tar, instead of images/: one
+                                                        per work unit, members <image_id>.<ext>
     OUT/manifest/part-s<style_index:03d>-c<chunk:07d>.parquet
     OUT/manifest/range-s<style_index:03d>-c<first>-c<last>.parquet   after --compact
 """
@@ -42,6 +45,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,16 +56,17 @@ from ray_gan.batch.gates import NEAR_DUPLICATE, REASONS, REJECTED, hamming
 from ray_gan.checkpoint import read_model_info
 from ray_gan.config import BatchJobSpec
 from ray_gan.generate.controls import ControlError, check_controls, model_controls
-from ray_gan.manifest import (IMAGES_DIR, MANIFEST_DIR, image_uri, manifest_row, part_name, read_manifest,
-                              write_part)
+from ray_gan.manifest import (EXTENSIONS, IMAGES_DIR, MANIFEST_DIR, image_uri, manifest_row, pack_tar, part_name,
+                              read_manifest, shard_uri, write_part)
 
 __all__ = ["BatchError", "BatchResult", "IMAGES_DIR", "MANIFEST_DIR", "load_spec", "read_manifest", "run_batch"]
 
 JOB_JSON = "job.json"
 MAX_BLOCKS = 1024  # blocks of the work-unit dataset, whatever the job's size
+UNITS_PER_CALL = 16  # work units a replica is handed at once (and pipelines: see _GenerateChunks.__call__)
 # Spec fields that define *which* images a job makes; the rest only say how fast.
 IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "mix", "edits",
-                   "image_format", "chunk_size", "gates")
+                   "image_format", "layout", "chunk_size", "gates")
 
 
 class BatchError(RuntimeError):
@@ -168,7 +173,8 @@ class _GenerateChunks:
     micro-batches; candidates a quality gate rejects are replaced by the variant's next
     seeds (:meth:`BatchJobSpec.seed`); each accepted image is encoded, hashed and written
     on ``write_threads`` while the next micro-batch renders (the traced forward runs
-    without the GIL), and the unit's manifest part is written last. Images of a unit an
+    without the GIL), and the unit's manifest part is written last, on a finisher thread
+    while the next unit renders. Images of a unit an
     interrupted run left without a part are written again: the part then describes exactly
     the bytes stored."""
 
@@ -186,6 +192,7 @@ class _GenerateChunks:
             raise BatchError(f"model {self.spec.model} changed while the job was running")
         self.weights_sha256 = weights_sha256
         self.pool = ThreadPoolExecutor(write_threads, thread_name_prefix="write")
+        self.finisher = ThreadPoolExecutor(1, thread_name_prefix="finish")  # a unit's shard and part
         self.device = json.dumps(self.renderer.fingerprint, sort_keys=True)
         gates = self.spec.gates if self.spec.gates is not None and self.spec.gates.any else None
         self.gates = gates
@@ -196,21 +203,36 @@ class _GenerateChunks:
         self.checker = GateChecker(gates, gate_models, self.renderer.device)
         self.progress, self.stop_seen, self.last_report = progress, False, None
 
-    def _write(self, style: str, s_idx: int, psi: float, c: _Candidate) -> dict:
+    def _write(self, style: str, s_idx: int, psi: float, c: _Candidate) -> tuple[dict, bytes | None]:
+        """Encode and hash one image; with ``layout: files`` also write it (its row, None),
+        with ``tar`` leave it to :meth:`_write_shard` (its row without a URI, its bytes)."""
         from ray_gan.images import encode
 
         spec = self.spec
         iid = image_id(style, c.variant)
         data = encode(c.image, spec.image_format)
-        uri = image_uri(self.output, style, iid, spec.image_format)
-        storage.write_bytes(uri, data)
+        uri = None
+        if spec.layout == "files":
+            uri = image_uri(self.output, style, iid, spec.image_format)
+            storage.write_bytes(uri, data)
         return manifest_row(
             job_id=spec.job_id, image_id=iid, style=style, style_index=s_idx, variant=c.variant, seed=c.seed,
             truncation=psi, mix=spec.mix, edits=spec.edits, model_uri=self.renderer.info.uri,
             weights_sha256=self.weights_sha256, uri=uri, data=data, fmt=spec.image_format,
             resolution=self.renderer.info.config.resolution, device=self.renderer.device.type,
             attempt=c.attempt, skipped=c.skipped, phash=c.phash, train_score=c.train_score,
-            style_confidence=c.confidence)
+            style_confidence=c.confidence), (None if uri else data)
+
+    def _write_shard(self, style: str, chunk: int, written: list[tuple[dict, bytes | None]]) -> list[dict]:
+        """``layout: tar``: the unit's images as one tar object (one PUT); each row gets the
+        shard's URI and its image's offset in it."""
+        if self.spec.layout == "files":
+            return [row for row, _ in written]
+        ext = EXTENSIONS[self.spec.image_format]
+        tar, offsets = pack_tar([(f"{row['image_id']}.{ext}", data) for row, data in written])
+        uri = shard_uri(self.output, style, chunk)
+        storage.write_bytes(uri, tar)
+        return [{**row, "image_uri": uri, "image_offset": off} for (row, _), off in zip(written, offsets)]
 
     def _candidates(self, style: str, s_idx: int, psi: float, first: dict[int, int],
                     skipped: dict[int, list[tuple[int, str]]]) -> dict[int, _Candidate]:
@@ -298,40 +320,80 @@ class _GenerateChunks:
             except Exception:  # noqa: BLE001
                 self.progress = None
 
-    def _run_chunk(self, g: int) -> dict:
+    def _part_exists(self, g: int) -> bool:
+        _, s_idx, chunk, _, _ = self.plan.chunk(g)
+        return storage.exists(storage.join(self.output, MANIFEST_DIR, part_name(s_idx, chunk)))
+
+    def _render_chunk(self, g: int, done: bool | None = None) -> tuple[dict, tuple | None]:
+        """Render unit ``g`` and queue its images' writes; its counts, and what
+        :meth:`_finish_chunk` needs (None: its part exists, ``done``, so it is skipped)."""
         spec = self.spec
         style, s_idx, chunk, start, count = self.plan.chunk(g)
-        name = part_name(s_idx, chunk)
         counts = self._empty(count)
-        if storage.exists(storage.join(self.output, MANIFEST_DIR, name)):
-            return {**counts, "skipped": 1}
+        if done if done is not None else self._part_exists(g):
+            return {**counts, "skipped": 1}, None
         psi = spec.truncation_for(style)
         step = self.renderer.render_batch
-        futures, kept, t0 = [], [], time.perf_counter()
-        render_s = 0.0
+        futures, kept, render_s = [], [], 0.0
         for a in range(start, start + count, step):
             t = time.perf_counter()
             accepted = self._accept(style, s_idx, psi, list(range(a, min(a + step, start + count))), kept)
             render_s += time.perf_counter() - t
             futures += [self.pool.submit(self._write, style, s_idx, psi, c) for c in accepted]
-        rows = [f.result() for f in futures]  # in variant order; the first failure is raised
+        return {**counts, "render_s": render_s}, (style, chunk, part_name(s_idx, chunk), futures)
+
+    def _finish_chunk(self, counts: dict, work: tuple | None) -> dict:
+        """Wait for unit's image writes (the first failure is raised), write its tar shard
+        (``layout: tar``), then its manifest part, last."""
+        if work is None:
+            return counts
+        style, chunk, name, futures = work
+        rows = self._write_shard(style, chunk, [f.result() for f in futures])  # in variant order
         write_part(self.output, name, rows)
+        counts = dict(counts)
         for r in rows:
             for s in r["skipped"]:
                 counts[REJECTED[s["reason"].split(":", 1)[0]]] += 1
-        return {**counts, "written": count, "render_s": render_s, "write_s": time.perf_counter() - t0 - render_s}
+        return {**counts, "written": counts["images"]}
+
+    def _run_chunk(self, g: int) -> dict:
+        """Unit ``g`` from start to end (its part exists: skipped)."""
+        return self._finish_chunk(*self._render_chunk(g))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        results = []
-        for g in batch["id"]:
+        """The units of ``batch``, pipelined: while unit k+1 renders, unit k's last writes,
+        its shard and its part go up on the finisher thread (one unit behind at most), so
+        the forward does not wait for storage between units. The units' existence checks
+        run first, side by side on the write threads."""
+        ids = [int(g) for g in batch["id"]]
+        done = list(self.pool.map(self._part_exists, ids))
+        results: list = []  # a unit's result, or the future of its finish
+
+        def settle(keep: int) -> None:  # wait for all but the last ``keep`` finishes
+            pending = [i for i, r in enumerate(results) if isinstance(r, Future)]
+            for i in pending[:max(0, len(pending) - keep)]:
+                t = time.perf_counter()
+                res = results[i].result()  # a storage failure is raised: Ray Data retries the units
+                results[i] = {**res, "write_s": time.perf_counter() - t, "error": ""}
+                self._report(results[i])
+
+        for g, d in zip(ids, done):
             if self._stopped():
                 results.append({**self._empty(), "stopped": 1, "error": ""})
                 continue
             try:
-                results.append({**self._run_chunk(int(g)), "error": ""})
+                counts, work = self._render_chunk(g, d)
             except BatchError as e:  # permanent (no retry helps): the driver stops the job with this message
                 results.append({**self._empty(), "error": str(e)})
-            self._report(results[-1])
+                self._report(results[-1])
+                continue
+            if work is None:
+                results.append({**counts, "error": ""})
+                self._report(results[-1])
+                continue
+            results.append(self.finisher.submit(self._finish_chunk, counts, work))
+            settle(keep=1)
+        settle(keep=0)
         out = {k: [r[k] for r in results] for k in results[0]}
         out["device"] = [self.device] * len(results)
         return out
@@ -345,7 +407,8 @@ def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> dic
         return None
     prev = storage.read_json(uri)
     mine = spec.model_dump()
-    diffs = [f for f in IDENTITY_FIELDS if prev["spec"].get(f) != mine[f]]
+    # a field the job's spec predates had its default then
+    diffs = [f for f in IDENTITY_FIELDS if prev["spec"].get(f, BatchJobSpec.model_fields[f].default) != mine[f]]
     if diffs:
         raise BatchError(
             f"{output} already holds job {prev['spec'].get('job_id')!r} with a different "
@@ -431,7 +494,7 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
                                    use_gpu=use_gpu, plan=plan, write_threads=spec.write_threads,
                                    gate_models=None if gate_models is None else ray.put(gate_models),
                                    progress=tracker),
-        batch_size=1,
+        batch_size=UNITS_PER_CALL,
         compute=ray.data.ActorPoolStrategy(size=spec.replicas),
         num_cpus=spec.cpus_per_replica,
         num_gpus=spec.gpus_per_replica if use_gpu else None,
@@ -564,9 +627,10 @@ def _finish(output: str, job_doc: dict, counts: dict, t0: float, first: float | 
             write_s: float, device: dict | None) -> None:
     """``job.json`` at the end of a run: status, this run's counts, timings (``startup_seconds``:
     until the first chunk came back), throughput and device fingerprint (and the failure, if
-    it failed). ``render_seconds``: time in the forward; ``write_seconds``: time chunks waited for
-their writes once rendered (writes that overlapped rendering are not in it); both add up
-over the replicas."""
+    it failed). ``render_seconds``: time in the forward; ``write_seconds``: time replicas waited
+for a unit's writes, shard and part once the next unit had rendered or their batch of
+units ended (writes that overlapped rendering are not in it); both add up over the
+replicas."""
     wall = time.monotonic() - t0
     job_doc["run"] = {**counts, "seconds": round(wall, 3),
                       "startup_seconds": None if first is None else round(first, 3),

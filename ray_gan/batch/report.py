@@ -32,12 +32,12 @@ from ray_gan.html import fmt as _fmt
 from ray_gan.html import img as _img
 from ray_gan.html import table as _table
 from ray_gan.images import decode_batch, encode, make_grid
-from ray_gan.manifest import MANIFEST_DIR, manifest_files
+from ray_gan.manifest import MANIFEST_DIR, manifest_files, read_image
 
 REPORT_HTML = "report.html"
 GRID_IMAGES = 32
 GRID_COLS = 8
-COLUMNS = ["style", "variant", "image_uri", "attempt", "skipped", "phash", "train_score", "style_confidence"]
+COLUMNS = ["style", "variant", "image_uri", "image_offset", "image_size", "attempt", "skipped", "phash", "train_score", "style_confidence"]
 
 
 class _StyleStats:
@@ -48,7 +48,7 @@ class _StyleStats:
         self.min_train_score: float | None = None
         self.confidence: list[float] = []  # per-part minima and medians are not additive: keep a sample
         self.min_confidence: float | None = None
-        self.grid: list[tuple[int, str]] = []  # (variant, uri) of the first variants
+        self.grid: list[tuple[int, dict]] = []  # (variant, where its image is) of the first variants
         self.hashes: list[np.ndarray] = []
 
 
@@ -56,7 +56,7 @@ def _read_part(uri: str):
     import pyarrow as pa
 
     table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
-    missing = [c for c in COLUMNS if c not in table.column_names]  # parts written before the gates
+    missing = [c for c in COLUMNS if c not in table.column_names]  # parts written before the gates or shards
     for c in missing:
         table = table.append_column(c, pa.nulls(len(table)))
     return table.select(COLUMNS)
@@ -85,18 +85,19 @@ def _collect(output: str, workers: int = 16) -> dict[str, _StyleStats]:
                     if len(s.confidence) < 10_000:
                         s.confidence.append(conf)
                 if cols["variant"][i] < GRID_IMAGES:
-                    s.grid.append((cols["variant"][i], cols["image_uri"][i]))
+                    s.grid.append((cols["variant"][i], {k: cols[k][i] for k in ("image_uri", "image_offset",
+                                                                                 "image_size")}))
             for style in set(cols["style"]):
                 mine = pc.and_(pc.equal(table["style"], style), pc.is_valid(table["phash"]))
                 stats[style].hashes.append(table.filter(mine)["phash"].to_numpy().astype(np.uint64))
     return stats
 
 
-def _grid_png(entries: list[tuple[int, str]]) -> bytes | None:
-    entries = sorted(entries)[:GRID_IMAGES]
+def _grid_png(entries: list[tuple[int, dict]]) -> bytes | None:
+    entries = sorted(entries, key=lambda e: e[0])[:GRID_IMAGES]
     if not entries:
         return None
-    images = decode_batch([storage.read_bytes(uri) for _, uri in entries])
+    images = decode_batch([read_image(where) for _, where in entries])
     return encode(make_grid(images, cols=GRID_COLS, min_tile=48))
 
 

@@ -1,8 +1,9 @@
 """``ray-gan verify OUT``: an audit of a batch job's output (or of an HTTP request's output
 directory) against its manifest.
 
-It checks that every manifest row's image object exists and has the recorded sha256, that
-no image id or object appears twice, that every row belongs to the job and its model
+It checks that every manifest row's image object exists and has the recorded sha256 (for
+``layout: tar``, the row's byte range of its shard, each shard read once), that no image
+id or object (or shard range) appears twice, that every row belongs to the job and its model
 digest, and — where ``job.json`` gives the spec — that the job is complete, the ids
 are exactly the ones the spec asks for (every style, variants ``0 … n-1``) and each row's
 seed is the candidate its ``attempt`` names, every seed skipped before it listed with a reason. Parts are read
@@ -25,6 +26,7 @@ from ray_gan.manifest import MANIFEST_DIR, manifest_files
 
 COLUMNS = ["job_id", "image_id", "style", "variant", "image_uri", "image_sha256", "weights_sha256"]
 GATE_COLUMNS = ["seed", "attempt", "skipped"]  # absent from parts written before the quality gates
+RANGE_COLUMNS = ["image_offset", "image_size"]  # absent from parts written before tar shards
 
 
 @dataclass
@@ -66,6 +68,29 @@ def _check_object(uri: str, want: str) -> str | None:
     return None if got == want else f"{uri}: sha256 {got[:12]}… != manifest {want[:12]}…"
 
 
+def _check_rows(rows: list[dict]) -> list[str | None]:
+    """A problem (or None) per row: one row of a whole object, or every row of one shard
+    (the shard read once)."""
+    if rows[0].get("image_offset") is None:
+        return [_check_object(rows[0]["image_uri"], rows[0]["image_sha256"])]
+    uri = rows[0]["image_uri"]
+    try:
+        data = storage.read_bytes(uri)
+    except (storage.StorageError, FileNotFoundError, OSError) as e:
+        return [f"{uri}: missing ({e})"] + [None] * (len(rows) - 1)
+    out = []
+    for r in rows:
+        a, n = int(r["image_offset"]), int(r["image_size"] or 0)
+        where = f"{uri} bytes {a}–{a + n} ({r['image_id']})"
+        if a + n > len(data):
+            out.append(f"{where}: beyond the shard's {len(data)} bytes")
+            continue
+        got = hashlib.sha256(data[a:a + n]).hexdigest()
+        out.append(None if got == r["image_sha256"] else f"{where}: sha256 {got[:12]}… != manifest "
+                                                          f"{r['image_sha256'][:12]}…")
+    return out
+
+
 def _seed_problem(row: dict, spec: dict) -> str | None:
     """A row's seed and skipped seeds must follow the job's seed rule (candidate ``a`` of
     variant ``v``: ``seed_base + v + a · variants_per_style``), with a reason per skip."""
@@ -101,16 +126,18 @@ def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> Ve
         for part in parts:
             data = storage.read_bytes(part)
             table = pq.read_table(io.BytesIO(data))
-            rows = table.select([c for c in COLUMNS + GATE_COLUMNS if c in table.column_names]).to_pylist()
+            rows = table.select([c for c in COLUMNS + GATE_COLUMNS + RANGE_COLUMNS
+                                 if c in table.column_names]).to_pylist()
             report.rows += len(rows)
             for r in rows:
                 where = f"{part.rsplit('/', 1)[-1]}: {r['image_id']}"
                 if r["image_id"] in ids:
                     report.add(f"{where}: duplicate image id", max_problems)
                 ids.add(r["image_id"])
-                if r["image_uri"] in uris:
-                    report.add(f"{where}: image object {r['image_uri']} listed twice", max_problems)
-                uris.add(r["image_uri"])
+                key = r["image_uri"] if r.get("image_offset") is None else f"{r['image_uri']}@{r['image_offset']}"
+                if key in uris:
+                    report.add(f"{where}: image object {key} listed twice", max_problems)
+                uris.add(key)
                 if doc is not None:
                     if r["job_id"] != spec["job_id"]:
                         report.add(f"{where}: job_id {r['job_id']!r}, not {spec['job_id']!r}", max_problems)
@@ -123,10 +150,14 @@ def verify_output(output: str, workers: int = 16, max_problems: int = 200) -> Ve
                         problem = _seed_problem(r, spec)
                         if problem:
                             report.add(f"{where}: {problem}", max_problems)
-            for problem in pool.map(lambda r: _check_object(r["image_uri"], r["image_sha256"]), rows):
-                report.objects_checked += 1
-                if problem:
-                    report.add(problem, max_problems)
+            groups: dict[str, list[dict]] = {}  # a shard's rows together; a whole object alone
+            for i, r in enumerate(rows):
+                groups.setdefault(r["image_uri"] if r.get("image_offset") is not None else f"#{i}", []).append(r)
+            for problems in pool.map(_check_rows, groups.values()):
+                for problem in problems:
+                    report.objects_checked += 1
+                    if problem:
+                        report.add(problem, max_problems)
     if report.expected is not None and len(ids) != report.expected:
         report.add(f"{len(ids)} distinct images in the manifest, the spec asks for {report.expected}", max_problems)
     return report

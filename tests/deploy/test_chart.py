@@ -105,7 +105,7 @@ SERVE_HTTP = {"host": "0.0.0.0", "port": 8000}
 # Where the chart mounts rayService.serve.auth.existingSecret (its key is auth.token_file).
 SERVE_AUTH_DIR = "/etc/ray-gan/serve-auth"
 BATCH_SPEC_FIELDS = {"job_id", "model", "styles", "variants_per_style", "seed_base", "truncation",
-                     "image_format", "output", "chunk_size", "replicas", "gpus_per_replica"}
+                     "image_format", "output", "layout", "chunk_size", "replicas", "gpus_per_replica"}
 BATCH_SPEC_OPTIONAL = {"cpus_per_replica"}
 # Every metric the dashboard queries, by its full exported name (the app's ray_gan_* and
 # Ray Serve's own); dashboard_metrics.dashboard_metrics() reads the same set from the JSON.

@@ -43,3 +43,100 @@ def test_work_units_cover_every_variant_once_and_blocks_stay_bounded():
     assert _num_blocks(6, 2) == 6
     assert _num_blocks(ChunkPlan(("a",) * 3, (0, 1, 2), 100_000_000, 64).total_chunks, 2) == MAX_BLOCKS
     assert 16 <= _num_blocks(1_000_000 // 64, 2) <= MAX_BLOCKS
+
+
+def test_pack_tar_gives_each_member_a_byte_range_and_the_same_bytes_every_time():
+    import io
+    import tarfile
+
+    from ray_gan.manifest import pack_tar
+
+    members = [("a-00000000.png", b"first"), ("a-00000001.png", b""), ("b-" + "x" * 120 + ".png", b"\x00" * 700)]
+    tar, offsets = pack_tar(members)
+    assert pack_tar(members) == (tar, offsets)  # a unit written again is the same object
+    for (name, data), off in zip(members, offsets):
+        assert tar[off:off + len(data)] == data
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:  # any tar reader unpacks it, long names included
+        assert [(m.name, t.extractfile(m).read()) for m in t.getmembers()] == members
+
+
+def test_a_tar_layout_unit_is_one_shard_whose_ranges_render_again_and_verify_checks_them(untrained_model, tmp_path):
+    """``layout: tar``: a work unit's images go up as one tar object; each manifest row
+    names its shard and byte range, which holds exactly the image its row renders again;
+    ``ray-gan verify`` reads each shard once and reports a damaged or short one."""
+    import hashlib
+
+    from ray_gan.batch.job import ChunkPlan, _GenerateChunks
+    from ray_gan.batch.report import write_report
+    from ray_gan.batch.verify import verify_output
+    from ray_gan.checkpoint import read_model_info
+    from ray_gan.config import BatchJobSpec
+    from ray_gan.generate.render import Renderer
+    from ray_gan.images import encode
+    from ray_gan.manifest import read_image, read_manifest, shard_uri
+
+    styles = ["alpha", "beta"]
+    model = untrained_model(str(tmp_path / "model"), styles, resolution=16, seed=3)
+    out = str(tmp_path / "out")
+    spec = BatchJobSpec(job_id="tar", model=model, variants_per_style=5, chunk_size=3, output=out, layout="tar",
+                        seed_base=10)
+    info = read_model_info(model)
+    plan = ChunkPlan(tuple(styles), (0, 1), spec.variants_per_style, spec.chunk_size)
+    replica = _GenerateChunks(spec.model_dump(), out, info.weights_sha256, False, plan, 2)
+    for g in range(plan.total_chunks):
+        assert replica._run_chunk(g)["written"] == (3 if g % 2 == 0 else 2)
+    assert not storage.exists(storage.join(out, "images"))  # no object per image
+    shards = sorted(e.key for e in storage.list_files(storage.join(out, "shards")))
+    assert shards == ["alpha/alpha-c0000000.tar", "alpha/alpha-c0000001.tar", "beta/beta-c0000000.tar",
+                      "beta/beta-c0000001.tar"]
+    rows = read_manifest(out).to_pylist()
+    assert len(rows) == 10
+    r = Renderer(model, device="cpu")
+    for row in rows:
+        chunk = row["variant"] // 3
+        assert row["image_uri"] == shard_uri(out, row["style"], chunk) and row["image_offset"] > 0
+        data = read_image(row)
+        assert len(data) == row["image_size"] and hashlib.sha256(data).hexdigest() == row["image_sha256"]
+        img = r.render([styles.index(row["style"])], [row["seed"]])[0]  # a function of its row
+        assert data == encode(img)
+    first = storage.read_bytes(shard_uri(out, "beta", 1))
+    storage.delete(storage.join(out, "manifest", "part-s001-c0000001.parquet"))  # interrupted before the part
+    replica._run_chunk(3)
+    assert storage.read_bytes(shard_uri(out, "beta", 1)) == first  # written again, the same bytes
+
+    storage.write_json(storage.join(out, "job.json"), {"spec": spec.model_dump(), "styles": styles,
+                                                       "weights_sha256": info.weights_sha256, "status": "complete"})
+    report = verify_output(out)
+    assert report.ok and report.rows == report.objects_checked == 10, report.summary()
+    page = storage.read_bytes(write_report(out, storage.read_json(storage.join(out, "job.json")))).decode()
+    assert page.count("<h3>alpha</h3><img") == 1 and page.count("<h3>beta</h3><img") == 1  # grids from the shards
+
+    damaged = bytearray(first)
+    victim = next(row for row in rows if row["style"] == "beta" and row["variant"] == 4)
+    damaged[victim["image_offset"] + 10] ^= 0xFF
+    storage.write_bytes(shard_uri(out, "beta", 1), bytes(damaged))
+    report = verify_output(out)
+    assert not report.ok and len(report.problems) == 1 and "beta-00000004" in report.problems[0] \
+        and "sha256" in report.problems[0], report.summary()
+    storage.write_bytes(shard_uri(out, "beta", 1), first[:victim["image_offset"]])
+    report = verify_output(out)
+    assert not report.ok and any("beyond the shard" in p for p in report.problems), report.summary()
+    storage.delete(shard_uri(out, "alpha", 0))
+    assert any("missing" in p for p in verify_output(out).problems)
+
+
+def test_a_job_started_before_a_spec_field_existed_is_completed_and_a_changed_layout_refused(tiny_stylegan,
+                                                                                             tmp_path):
+    from ray_gan.batch.job import BatchError, _check_job_json
+    from ray_gan.checkpoint import read_model_info
+    from ray_gan.config import BatchJobSpec
+
+    out = str(tmp_path / "out")
+    spec = BatchJobSpec(job_id="old", model=tiny_stylegan, variants_per_style=4, output=out)
+    sha = read_model_info(tiny_stylegan).weights_sha256
+    old = spec.model_dump()
+    del old["layout"]  # job.json of a job started before `layout`: it wrote files
+    storage.write_json(storage.join(out, "job.json"), {"spec": old, "weights_sha256": sha})
+    assert _check_job_json(out, spec, sha)["spec"] == old
+    with pytest.raises(BatchError, match="different layout"):
+        _check_job_json(out, spec.model_copy(update={"layout": "tar"}), sha)
