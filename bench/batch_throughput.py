@@ -123,17 +123,21 @@ def raw_forward_rate(model: str, n: int, render_batch: int) -> dict:
 
 class CpuByRole(threading.Thread):
     """Where the machine's CPU went during a run: every process's CPU seconds (Linux
-    ``/proc``, polled every 0.2 s; a process that exits keeps its last reading), summed by
-    role — the generator replicas, the S3 server, this driver, Ray's other processes
-    (raylet, GCS, dashboard, idle workers, helper actors) and anything else."""
+    ``/proc``, read every 0.2 s), summed by role — the generator replicas, the S3 server,
+    this driver, Ray's other processes (raylet, GCS, dashboard, idle workers, helper actors)
+    and anything else. A process is counted up to its last reading before it exited, under
+    the role its last non-empty command line gives (a Ray worker becomes a replica when it
+    renames itself; an exiting one has none)."""
 
     def __init__(self, s3_pid: int | None) -> None:
         super().__init__(daemon=True)
         self.s3_pid, self.stop = s3_pid, threading.Event()
-        self.start_cpu = self._read()
-        self.last: dict[int, tuple[str, float]] = {}
+        self.snaps: list[tuple[float, dict[int, float]]] = [(time.perf_counter(), {})]
+        self.cmds: dict[int, str] = {}
+        self._take()
 
-    def _role(self, pid: int, cmd: str) -> str:
+    def _role(self, pid: int) -> str:
+        cmd = self.cmds.get(pid, "")
         if pid == os.getpid():
             return "driver"
         if pid == self.s3_pid:
@@ -142,9 +146,8 @@ class CpuByRole(threading.Thread):
             return "replicas"
         return "ray_other" if "ray" in cmd else "other"
 
-    @staticmethod
-    def _read() -> dict[int, tuple[str, float]]:
-        out = {}
+    def _take(self) -> None:
+        cpu = {}
         tick = os.sysconf("SC_CLK_TCK")
         for name in os.listdir("/proc"):
             if not name.isdigit():
@@ -153,28 +156,40 @@ class CpuByRole(threading.Thread):
                 with open(f"/proc/{name}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 with open(f"/proc/{name}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:  # gone meanwhile
                 continue
-            out[int(name)] = (cmd, (int(fields[11]) + int(fields[12])) / tick)
-        return out
+            pid = int(name)
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+            if cmd:
+                self.cmds[pid] = cmd
+        self.snaps.append((time.perf_counter(), cpu))
 
     def run(self) -> None:
         while not self.stop.wait(0.2):
-            self.last.update(self._read())
+            self._take()
 
-    def shares(self, wall: float) -> dict[str, float]:
-        """Each role's share of the machine's CPU time (all cores) over ``wall`` seconds."""
+    def finish(self) -> None:
         self.stop.set()
         self.join()
-        self.last.update(self._read())
+        self._take()
+
+    def shares(self, start: float, end: float) -> dict[str, float]:
+        """Each role's share of the machine's CPU time (all cores) from ``start`` to ``end``
+        (``time.perf_counter`` values)."""
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for t, cpu in self.snaps:
+            for pid, c in cpu.items():
+                if t <= start or pid not in first:
+                    first[pid] = c if t <= start else 0.0  # a process born inside the window starts at 0
+                if t <= end:
+                    last[pid] = c
         roles: dict[str, float] = {}
-        for pid, (cmd, cpu) in self.last.items():
-            was = self.start_cpu.get(pid)
-            used = cpu - (was[1] if was and was[0] == cmd else 0.0)  # a recycled pid starts at 0
-            role = self._role(pid, cmd)
-            roles[role] = roles.get(role, 0.0) + max(used, 0.0)
-        return {k: v / (wall * (os.cpu_count() or 1)) for k, v in sorted(roles.items())}
+        for pid, c in last.items():
+            role = self._role(pid)
+            roles[role] = roles.get(role, 0.0) + max(c - first.get(pid, 0.0), 0.0)
+        return {k: v / ((end - start) * (os.cpu_count() or 1)) for k, v in sorted(roles.items())}
 
 
 def _cpu_seconds(proc: subprocess.Popen | None) -> float:
@@ -233,12 +248,14 @@ def main() -> None:
         sampler.start()
         t0 = time.perf_counter()
         run_batch(spec, log=lambda m: None)
-        wall = time.perf_counter() - t0
-        cpu_by_role = sampler.shares(wall)
+        t_end = time.perf_counter()
+        wall = t_end - t0
+        sampler.finish()
         weed_cpu = _cpu_seconds(weed) - weed_cpu0
         run = storage.read_json(storage.join(spec.output, JOB_JSON))["run"]
         startup = run["startup_seconds"] or 0.0
         steady = (n - spec.chunk_size) / max(run["seconds"] - startup, 1e-9)
+        cpu_by_role = sampler.shares(t0 + startup, t_end)  # after start-up, as the end-to-end rate
         best_raw = max(raw.values())
         results = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "code": code_state(),
                    "model": f"{a.arch} {a.resolution}px", "images": n, "chunk_size": spec.chunk_size,
@@ -247,8 +264,9 @@ def main() -> None:
                    "startup_s": startup, "ratio": steady / best_raw, "run": run,
                    # the S3 server's share of the machine's CPU time during the run (0 for local disk)
                    "s3_server_cpu_share": weed_cpu / (wall * (os.cpu_count() or 1)),
-                   # every process's share of the machine's CPU over the run (start-up included), by role
-                   "cpu_share_by_role": cpu_by_role}
+                   # every process's share of the machine's CPU after start-up, by role
+                   "cpu_share_by_role": cpu_by_role,
+                   "cpu_share_by_role_whole_run": sampler.shares(t0, t_end)}
     finally:
         if weed is not None:
             weed.terminate()
@@ -261,7 +279,7 @@ def main() -> None:
         ["model", "images", "chunk", "replicas", "storage", "layout",
          "raw forward img/s (eager / traced / traced per core)",
          "end to end img/s (after start-up)", "whole run img/s", "start-up s",
-         "CPU share: replicas / S3 server / driver / Ray's other processes / other", "ratio"],
+         "CPU after start-up: replicas / S3 server / driver / Ray's other processes / other", "ratio"],
         [[results["model"], str(n), str(spec.chunk_size), str(a.replicas), a.storage, a.layout,
           f"{raw['eager']:.0f} / {raw['traced']:.0f} / {raw['traced_per_core']:.0f}", f"{steady:.0f}", f"{n / wall:.0f}", f"{startup:.1f}",
           " / ".join(f"{cpu_by_role.get(k, 0.0):.0%}" for k in ("replicas", "s3_server", "driver", "ray_other",
