@@ -25,7 +25,7 @@ from ray_gan.config import BatchJobSpec, PrepareConfig, TrainConfig
 from ray_gan.data.dataset import read_dataset_info
 from ray_gan.data.prepare import prepare
 from ray_gan.generate.render import Renderer
-from ray_gan.manifest import read_image
+from ray_gan.manifest import part_name, read_image
 from ray_gan.train.trainer import TrainError, train
 
 pytestmark = pytest.mark.integration
@@ -233,20 +233,30 @@ def test_batch_with_quality_gates_on_s3_calibrates_once_and_writes_a_contact_she
         run_batch(BatchJobSpec(**{**spec.model_dump(), "gates": {**gates, "training_copies": {"quantile": 0.1}}}))
 
 
-def test_a_tar_layout_batch_on_s3_stops_resumes_and_verifies(s3_model, bucket):
-    """``layout: tar`` through Ray and S3: one shard per work unit, a stopped run completed
-    by a re-run without duplicates, each row's byte range its image, the contact sheet's
-    grids read from the shards."""
+def test_a_tar_layout_batch_on_s3_resumes_and_verifies(s3_model, bucket):
+    """``layout: tar`` through Ray and S3: one shard per work unit; a run interrupted after
+    some shards (one unit with its shard but no part, one with neither) is completed by a
+    re-run that writes only those units, the same bytes again; each row's byte range is its
+    image; the contact sheet's grids come from the shards."""
     spec = BatchJobSpec(job_id="tar", model=s3_model, styles=["flat", "stripes"], variants_per_style=10,
                         seed_base=5, output=f"s3://{bucket}/batch/tar", chunk_size=4, replicas=2, layout="tar")
-    first = run_batch(spec, max_chunks=2)
-    assert first.chunks_run >= 2 and storage.read_json(storage.join(spec.output, "job.json"))["status"] == "incomplete"
-    res = run_batch(spec)
-    assert res.chunks_run + res.chunks_skipped == 6 and res.chunks_skipped >= 2
-    _check_manifest(spec.output, 20, read_model_info(s3_model).weights_sha256)
+    run_batch(spec)
     shards = sorted(e.key for e in storage.list_files(storage.join(spec.output, "shards")))
     assert shards == [f"{s}/{s}-c{c:07d}.tar" for s in ("flat", "stripes") for c in range(3)]
     assert not storage.exists(storage.join(spec.output, "images"))
+    kept = storage.read_bytes(storage.join(spec.output, "shards", "flat", "flat-c0000001.tar"))
+    # as a killed driver leaves it: job.json running, a unit whose shard is up but not its
+    # part, a unit with neither
+    doc = storage.read_json(storage.join(spec.output, "job.json"))
+    storage.write_json(storage.join(spec.output, "job.json"), {**doc, "status": "running"})
+    styles = read_model_info(s3_model).styles  # parts are named by the model's style index
+    storage.delete(storage.join(spec.output, "manifest", part_name(styles.index("flat"), 1)))
+    storage.delete(storage.join(spec.output, "manifest", part_name(styles.index("stripes"), 2)))
+    storage.delete(storage.join(spec.output, "shards", "stripes", "stripes-c0000002.tar"))
+    res = run_batch(spec)
+    assert (res.chunks_run, res.chunks_skipped, res.images_written) == (2, 4, 6)
+    assert storage.read_bytes(storage.join(spec.output, "shards", "flat", "flat-c0000001.tar")) == kept
+    _check_manifest(spec.output, 20, read_model_info(s3_model).weights_sha256)
     row = next(r for r in read_manifest(spec.output).to_pylist() if r["image_id"] == "stripes-00000009")
     assert row["image_uri"] == f"s3://{bucket}/batch/tar/shards/stripes/stripes-c0000002.tar"
     r = Renderer(row["model_uri"], device="cpu")
