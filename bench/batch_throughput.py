@@ -281,7 +281,8 @@ def main() -> None:
          "end to end img/s (after start-up)", "whole run img/s", "start-up s",
          "CPU after start-up: replicas / S3 server / driver / Ray's other processes / other", "ratio"],
         [[results["model"], str(n), str(spec.chunk_size), str(a.replicas), a.storage, a.layout,
-          f"{raw['eager']:.0f} / {raw['traced']:.0f} / {raw['traced_per_core']:.0f}", f"{steady:.0f}", f"{n / wall:.0f}", f"{startup:.1f}",
+          f"{raw['eager']:.0f} / {raw['traced']:.0f} / {raw['traced_per_core']:.0f}", f"{steady:.0f}",
+          f"{n / wall:.0f}", f"{startup:.1f}",
           " / ".join(f"{cpu_by_role.get(k, 0.0):.0%}" for k in ("replicas", "s3_server", "driver", "ray_other",
                                                                  "other")),
           f"{results['ratio']:.2f}"]]))

@@ -343,7 +343,7 @@ class _GenerateChunks:
         return {**counts, "render_s": render_s}, (style, chunk, part_name(s_idx, chunk), futures)
 
     def _finish_chunk(self, counts: dict, work: tuple | None) -> dict:
-        """Wait for unit's image writes (the first failure is raised), write its tar shard
+        """Wait for the unit's image writes (the first failure is raised), write its tar shard
         (``layout: tar``), then its manifest part, last."""
         if work is None:
             return counts

@@ -37,7 +37,8 @@ from ray_gan.manifest import MANIFEST_DIR, manifest_files, read_image
 REPORT_HTML = "report.html"
 GRID_IMAGES = 32
 GRID_COLS = 8
-COLUMNS = ["style", "variant", "image_uri", "image_offset", "image_size", "attempt", "skipped", "phash", "train_score", "style_confidence"]
+COLUMNS = ["style", "variant", "image_uri", "image_offset", "image_size", "attempt", "skipped", "phash", "train_score",
+           "style_confidence"]
 
 
 class _StyleStats:
