@@ -243,7 +243,6 @@ def main() -> None:
         chunk = {"chunk_size": a.chunk_size} if a.chunk_size else {}
         spec = BatchJobSpec(job_id="bench", model=model, variants_per_style=a.per_style, replicas=a.replicas,
                             output=storage.join(root, "out"), layout=a.layout, **chunk)
-        weed_cpu0 = _cpu_seconds(weed)
         sampler = CpuByRole(weed.pid if weed is not None else None)
         sampler.start()
         t0 = time.perf_counter()
@@ -251,11 +250,11 @@ def main() -> None:
         t_end = time.perf_counter()
         wall = t_end - t0
         sampler.finish()
-        weed_cpu = _cpu_seconds(weed) - weed_cpu0
         run = storage.read_json(storage.join(spec.output, JOB_JSON))["run"]
         startup = run["startup_seconds"] or 0.0
         steady = (n - spec.chunk_size) / max(run["seconds"] - startup, 1e-9)
         cpu_by_role = sampler.shares(t0 + startup, t_end)  # after start-up, as the end-to-end rate
+        whole_run = sampler.shares(t0, t_end)
         best_raw = max(raw.values())
         results = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "code": code_state(),
                    "model": f"{a.arch} {a.resolution}px", "images": n, "chunk_size": spec.chunk_size,
@@ -263,10 +262,10 @@ def main() -> None:
                    "end_to_end_images_per_s": steady, "whole_run_images_per_s": n / wall,
                    "startup_s": startup, "ratio": steady / best_raw, "run": run,
                    # the S3 server's share of the machine's CPU time during the run (0 for local disk)
-                   "s3_server_cpu_share": weed_cpu / (wall * (os.cpu_count() or 1)),
+                   "s3_server_cpu_share": whole_run.get("s3_server", 0.0),
                    # every process's share of the machine's CPU after start-up, by role
                    "cpu_share_by_role": cpu_by_role,
-                   "cpu_share_by_role_whole_run": sampler.shares(t0, t_end)}
+                   "cpu_share_by_role_whole_run": whole_run}
     finally:
         if weed is not None:
             weed.terminate()

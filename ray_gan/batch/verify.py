@@ -59,13 +59,17 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def _hash_problem(where: str, data: bytes, want: str) -> str | None:
+    got = hashlib.sha256(data).hexdigest()
+    return None if got == want else f"{where}: sha256 {got[:12]}… != manifest {want[:12]}…"
+
+
 def _check_object(uri: str, want: str) -> str | None:
     try:
         data = storage.read_bytes(uri)
     except (storage.StorageError, FileNotFoundError, OSError) as e:
         return f"{uri}: missing ({e})"
-    got = hashlib.sha256(data).hexdigest()
-    return None if got == want else f"{uri}: sha256 {got[:12]}… != manifest {want[:12]}…"
+    return _hash_problem(uri, data, want)
 
 
 def _check_rows(rows: list[dict]) -> list[str | None]:
@@ -82,12 +86,8 @@ def _check_rows(rows: list[dict]) -> list[str | None]:
     for r in rows:
         a, n = int(r["image_offset"]), int(r["image_size"] or 0)
         where = f"{uri} bytes {a}–{a + n} ({r['image_id']})"
-        if a + n > len(data):
-            out.append(f"{where}: beyond the shard's {len(data)} bytes")
-            continue
-        got = hashlib.sha256(data[a:a + n]).hexdigest()
-        out.append(None if got == r["image_sha256"] else f"{where}: sha256 {got[:12]}… != manifest "
-                                                          f"{r['image_sha256'][:12]}…")
+        out.append(f"{where}: beyond the shard's {len(data)} bytes" if a + n > len(data)
+                   else _hash_problem(where, data[a:a + n], r["image_sha256"]))
     return out
 
 
