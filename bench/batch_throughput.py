@@ -1,8 +1,8 @@
 """Batch throughput: ``ray-gan batch`` end to end over the raw generator forward.
 
-    python -m bench.batch_throughput [--per-style 2000] [--chunk-size 64] [--replicas 2]
+    python -m bench.batch_throughput [--per-style 10000] [--chunk-size N] [--replicas 2]
                                      [--arch stylegan] [--resolution 32] [--storage s3|local]
-                                     [--layout files|tar]
+                                     [--layout files|tar] [--write-threads N]
 
 End to end: a batch job of the default preset model (untrained weights render as fast as
 trained ones) that renders, encodes PNG, hashes and writes every image and its manifest to
@@ -14,7 +14,10 @@ same cores: the raw forward (``Renderer.render``) of the same number of images i
 micro-batches of the job's ``render_batch``, the fastest of three ways to use the cores —
 eager and traced in one process with one torch thread per core, and traced in one
 single-threaded process per core (the replicas' shape). Target (issue #19): end to end
-≥ 0.85 × raw at the default chunk size. ``--layout``: the job's image layout (``files``,
+≥ 0.85 × raw at the default chunk size. A second reference, also per core: each image
+rendered and encoded as the job encodes it (PNG at fixed settings), with no threads, Ray,
+storage or manifest — the ceiling of any job on these cores; end to end over it says
+what the rest costs. ``--layout``: the job's image layout (``files``,
 one object per image; ``tar``, one shard per work unit).
 """
 
@@ -79,10 +82,13 @@ def start_seaweedfs(work: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.5)
 
 
-def _forward(model: str, first: int, n: int, render_batch: int, traced: bool, barrier=None) -> float:
+def _forward(model: str, first: int, n: int, render_batch: int, traced: bool, barrier=None,
+             encode_format: str | None = None) -> float:
     """Seconds to render variants ``first … first+n-1`` after a warm-up (and, with a
-    ``barrier``, once every process is ready)."""
+    ``barrier``, once every process is ready); with ``encode_format``, each image is also
+    encoded as the job encodes it, in the same thread."""
     from ray_gan.generate.render import Renderer
+    from ray_gan.images import encode
 
     r = Renderer(model, "cpu", render_batch=render_batch, traced=traced)
     r.render([0] * render_batch, list(range(render_batch)))  # warm-up (and tracing)
@@ -90,34 +96,44 @@ def _forward(model: str, first: int, n: int, render_batch: int, traced: bool, ba
         barrier.wait()
     t0 = time.perf_counter()
     for a in range(first, first + n, render_batch):
-        r.render([0] * min(render_batch, first + n - a), list(range(a, min(a + render_batch, first + n))))
+        images = r.render([0] * min(render_batch, first + n - a), list(range(a, min(a + render_batch, first + n))))
+        if encode_format is not None:
+            for image in images:
+                encode(image, encode_format)
     return time.perf_counter() - t0
 
 
-def _forward_process(model: str, first: int, n: int, render_batch: int, barrier) -> float:
+def _forward_process(model: str, first: int, n: int, render_batch: int, barrier,
+                     encode_format: str | None = None) -> float:
     import torch
 
     torch.set_num_threads(1)
-    return _forward(model, first, n, render_batch, True, barrier)
+    return _forward(model, first, n, render_batch, True, barrier, encode_format)
+
+
+def per_core_rate(model: str, n: int, render_batch: int, encode_format: str | None = None) -> float:
+    """Images/s of the traced forward (and, with ``encode_format``, the encode) in one
+    single-threaded process per core, side by side."""
+    import multiprocessing as mp
+
+    cores = os.cpu_count() or 1
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Manager().Barrier(cores)
+    share = -(-n // cores)
+    with ctx.Pool(cores) as pool:
+        seconds = pool.starmap(_forward_process, [(model, i * share, share, render_batch, barrier, encode_format)
+                                                  for i in range(cores)])
+    return share * cores / max(seconds)
 
 
 def raw_forward_rate(model: str, n: int, render_batch: int) -> dict:
     """Images/s of the bare forward (no encode, no write): eager and traced in this process
     on all cores, and traced in one single-threaded process per core, side by side."""
-    import multiprocessing as mp
-
     import torch
 
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(cores)
+    torch.set_num_threads(os.cpu_count() or 1)
     out = {kind: n / _forward(model, 0, n, render_batch, kind == "traced") for kind in ("eager", "traced")}
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Manager().Barrier(cores)
-    share = -(-n // cores)
-    with ctx.Pool(cores) as pool:
-        seconds = pool.starmap(_forward_process, [(model, i * share, share, render_batch, barrier)
-                                                  for i in range(cores)])
-    out["traced_per_core"] = share * cores / max(seconds)
+    out["traced_per_core"] = per_core_rate(model, n, render_batch)
     return out
 
 
@@ -205,14 +221,16 @@ def _cpu_seconds(proc: subprocess.Popen | None) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--per-style", type=int, default=2000)
+    p.add_argument("--per-style", type=int, default=10000,
+                   help="images per style; a few thousand leave too short a window for a steady rate")
     p.add_argument("--styles", type=int, default=3)
-    p.add_argument("--chunk-size", type=int, default=None, help="default: BatchJobSpec's")
+    p.add_argument("--chunk-size", type=int, default=None, help="default: the job's (by the model's resolution)")
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--arch", default="stylegan")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--storage", choices=["s3", "local"], default="s3")
     p.add_argument("--layout", choices=["files", "tar"], default="files")
+    p.add_argument("--write-threads", type=int, default=None, help="default: BatchJobSpec's")
     p.add_argument("--json", default="")
     a = p.parse_args()
 
@@ -239,8 +257,13 @@ def main() -> None:
         ckpt.write_generator_model(model, build_generator(cfg).eval(), cfg, styles, step=1)
         n = a.per_style * len(styles)
         raw = raw_forward_rate(model, n, RENDER_BATCH)
+        # The ceiling a job can reach when storage, Ray and the manifest cost nothing: each
+        # image rendered and encoded (the job's format and settings), per core, no threads.
+        render_encode = per_core_rate(model, n, RENDER_BATCH, BatchJobSpec.model_fields["image_format"].default)
         init_ray()
         chunk = {"chunk_size": a.chunk_size} if a.chunk_size else {}
+        if a.write_threads:
+            chunk["write_threads"] = a.write_threads
         spec = BatchJobSpec(job_id="bench", model=model, variants_per_style=a.per_style, replicas=a.replicas,
                             output=storage.join(root, "out"), layout=a.layout, **chunk)
         sampler = CpuByRole(weed.pid if weed is not None else None)
@@ -250,17 +273,22 @@ def main() -> None:
         t_end = time.perf_counter()
         wall = t_end - t0
         sampler.finish()
-        run = storage.read_json(storage.join(spec.output, JOB_JSON))["run"]
+        job = storage.read_json(storage.join(spec.output, JOB_JSON))
+        run, chunk_size = job["run"], job["spec"]["chunk_size"]  # the chunk size the job settled on
         startup = run["startup_seconds"] or 0.0
-        steady = (n - spec.chunk_size) / max(run["seconds"] - startup, 1e-9)
+        steady = (n - chunk_size) / max(run["seconds"] - startup, 1e-9)
         cpu_by_role = sampler.shares(t0 + startup, t_end)  # after start-up, as the end-to-end rate
         whole_run = sampler.shares(t0, t_end)
         best_raw = max(raw.values())
         results = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "code": code_state(),
-                   "model": f"{a.arch} {a.resolution}px", "images": n, "chunk_size": spec.chunk_size,
-                   "replicas": a.replicas, "storage": a.storage, "layout": a.layout, "raw_images_per_s": raw,
+                   "model": f"{a.arch} {a.resolution}px", "images": n, "chunk_size": chunk_size,
+                   "replicas": a.replicas, "write_threads": spec.write_threads, "storage": a.storage,
+                   "layout": a.layout, "raw_images_per_s": raw,
+                   "render_encode_images_per_s": render_encode,
                    "end_to_end_images_per_s": steady, "whole_run_images_per_s": n / wall,
                    "startup_s": startup, "ratio": steady / best_raw, "run": run,
+                   # end to end over render + encode: what Ray, storage and the manifest cost
+                   "ratio_to_render_encode": steady / render_encode,
                    # the S3 server's share of the machine's CPU time during the run (0 for local disk)
                    "s3_server_cpu_share": whole_run.get("s3_server", 0.0),
                    # every process's share of the machine's CPU after start-up, by role
@@ -276,15 +304,17 @@ def main() -> None:
             json.dump(results, f, indent=2)
     print(markdown_table(
         ["model", "images", "chunk", "replicas", "storage", "layout",
-         "raw forward img/s (eager / traced / traced per core)",
+         "raw forward img/s (eager / traced / traced per core)", "render + encode img/s",
          "end to end img/s (after start-up)", "whole run img/s", "start-up s",
-         "CPU after start-up: replicas / S3 server / driver / Ray's other processes / other", "ratio"],
-        [[results["model"], str(n), str(spec.chunk_size), str(a.replicas), a.storage, a.layout,
-          f"{raw['eager']:.0f} / {raw['traced']:.0f} / {raw['traced_per_core']:.0f}", f"{steady:.0f}",
+         "CPU after start-up: replicas / S3 server / driver / Ray's other processes / other", "ratio",
+         "ratio to render + encode"],
+        [[results["model"], str(n), str(chunk_size), str(a.replicas), a.storage, a.layout,
+          f"{raw['eager']:.0f} / {raw['traced']:.0f} / {raw['traced_per_core']:.0f}", f"{render_encode:.0f}",
+          f"{steady:.0f}",
           f"{n / wall:.0f}", f"{startup:.1f}",
           " / ".join(f"{cpu_by_role.get(k, 0.0):.0%}" for k in ("replicas", "s3_server", "driver", "ray_other",
                                                                  "other")),
-          f"{results['ratio']:.2f}"]]))
+          f"{results['ratio']:.2f}", f"{results['ratio_to_render_encode']:.2f}"]]))
     print(f"Machine: {results['machine']} ({results['cores']} cores; {results['cpu_flags']}); code {results['code']}.")
 
 
