@@ -514,7 +514,10 @@ class BatchJobSpec(_Strict):
         "'tar', one uncompressed tar per work unit (OUT/shards/<style>/), each image's byte range in its manifest "
         "row: one PUT per chunk instead of one per image, for small images, whose request costs more than rendering "
         "them.")
-    chunk_size: int = Field(64, ge=1, le=100_000, description="Images per work unit and manifest part.")
+    chunk_size: int | None = Field(
+        None, ge=1, le=100_000, description="Images per work unit and manifest part. Default: 256 for models up to "
+        "64 px, where a unit's requests and manifest part cost more than a few renders; 64 above, which bounds the "
+        "bytes a unit holds. A re-run of a job keeps the job's chunk size.")
     replicas: int = Field(2, ge=1, description="Generator actors in the Ray Data actor pool.")
     gpus_per_replica: float = Field(0.0, ge=0.0)
     cpus_per_replica: float = Field(1.0, gt=0.0)
@@ -542,6 +545,12 @@ class BatchJobSpec(_Strict):
 
     def truncation_for(self, style: str) -> float:
         return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation
+
+    @staticmethod
+    def default_chunk_size(resolution: int) -> int:
+        """Images per work unit when the spec leaves ``chunk_size`` unset, for a model of
+        ``resolution`` px (docs/benchmarks.md, "chunk size")."""
+        return 256 if resolution <= 64 else 64
 
     def seed(self, variant: int, attempt: int = 0) -> int:
         """Seed of ``variant``'s candidate number ``attempt`` (0: the variant's own seed;

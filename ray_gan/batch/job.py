@@ -63,7 +63,8 @@ __all__ = ["BatchError", "BatchResult", "IMAGES_DIR", "MANIFEST_DIR", "load_spec
 
 JOB_JSON = "job.json"
 MAX_BLOCKS = 1024  # blocks of the work-unit dataset, whatever the job's size
-UNITS_PER_CALL = 16  # work units a replica is handed at once (and pipelines: see _GenerateChunks.__call__)
+UNITS_PER_CALL = 16  # most work units a replica is handed at once (and pipelines: see _GenerateChunks.__call__)
+IMAGES_PER_CALL = 1024  # … and fewer where units are big, so replicas end a job together
 # Spec fields that define *which* images a job makes; the rest only say how fast.
 IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "mix", "edits",
                    "image_format", "layout", "chunk_size", "gates")
@@ -407,8 +408,9 @@ def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> dic
         return None
     prev = storage.read_json(uri)
     mine = spec.model_dump()
-    # a field the job's spec predates had its default then
-    diffs = [f for f in IDENTITY_FIELDS if prev["spec"].get(f, BatchJobSpec.model_fields[f].default) != mine[f]]
+    # A field the job's spec predates had its default then; an unset chunk_size takes the job's.
+    diffs = [f for f in IDENTITY_FIELDS if prev["spec"].get(f, BatchJobSpec.model_fields[f].default) != mine[f]
+             and not (f == "chunk_size" and mine[f] is None)]
     if diffs:
         raise BatchError(
             f"{output} already holds job {prev['spec'].get('job_id')!r} with a different "
@@ -421,6 +423,20 @@ def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> dic
             "its images would not match: use a new output URI"
         )
     return prev
+
+
+def _with_chunk_size(spec: BatchJobSpec, prev: dict | None, resolution: int) -> BatchJobSpec:
+    """``spec`` with its chunk size settled: an unset one becomes the job's own on a re-run
+    (``prev``: its job.json), else :meth:`BatchJobSpec.default_chunk_size` for the model."""
+    if spec.chunk_size is not None:
+        return spec
+    chunk = prev["spec"]["chunk_size"] if prev is not None else BatchJobSpec.default_chunk_size(resolution)
+    return spec.model_copy(update={"chunk_size": chunk})
+
+
+def _units_per_call(chunk_size: int) -> int:
+    """Work units per replica call: UNITS_PER_CALL, or as many as make IMAGES_PER_CALL."""
+    return max(1, min(UNITS_PER_CALL, IMAGES_PER_CALL // chunk_size))
 
 
 def _num_blocks(total_chunks: int, replicas: int) -> int:
@@ -448,6 +464,7 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
         raise BatchError(str(e)) from None
     output = storage.normalize(spec.output)
     prev = _check_job_json(output, spec, info.weights_sha256)
+    spec = _with_chunk_size(spec, prev, info.config.resolution)
     plan = ChunkPlan(tuple(styles), tuple(style_idx), spec.variants_per_style, spec.chunk_size)
     total = len(styles) * spec.variants_per_style
     manifest = storage.join(output, MANIFEST_DIR)
@@ -494,7 +511,7 @@ def run_batch(spec: BatchJobSpec, log: Callable[[str], None] = print, max_chunks
                                    use_gpu=use_gpu, plan=plan, write_threads=spec.write_threads,
                                    gate_models=None if gate_models is None else ray.put(gate_models),
                                    progress=tracker),
-        batch_size=UNITS_PER_CALL,
+        batch_size=_units_per_call(spec.chunk_size),
         compute=ray.data.ActorPoolStrategy(size=spec.replicas),
         num_cpus=spec.cpus_per_replica,
         num_gpus=spec.gpus_per_replica if use_gpu else None,

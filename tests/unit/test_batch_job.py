@@ -140,3 +140,27 @@ def test_a_job_started_before_a_spec_field_existed_is_completed_and_a_changed_la
     assert _check_job_json(out, spec, sha)["spec"] == old
     with pytest.raises(BatchError, match="different layout"):
         _check_job_json(out, spec.model_copy(update={"layout": "tar"}), sha)
+
+
+def test_an_unset_chunk_size_follows_the_model_for_a_new_job_and_the_job_on_a_re_run(tiny_stylegan, tmp_path):
+    from ray_gan.batch.job import BatchError, _check_job_json, _with_chunk_size
+    from ray_gan.checkpoint import read_model_info
+    from ray_gan.config import BatchJobSpec
+
+    out = str(tmp_path / "out")
+    spec = BatchJobSpec(job_id="chunks", model=tiny_stylegan, variants_per_style=4, output=out)
+    assert spec.chunk_size is None
+    assert _with_chunk_size(spec, None, 32).chunk_size == 256  # small images: fewer requests per image
+    assert _with_chunk_size(spec, None, 64).chunk_size == 256
+    assert _with_chunk_size(spec, None, 128).chunk_size == 64  # bounds the bytes a unit holds
+    explicit = spec.model_copy(update={"chunk_size": 16})
+    assert _with_chunk_size(explicit, None, 32).chunk_size == 16
+    # A job started when the default was 64 (or with 64 set): a re-run that leaves it unset keeps 64 …
+    sha = read_model_info(tiny_stylegan).weights_sha256
+    started = spec.model_copy(update={"chunk_size": 64}).model_dump()
+    storage.write_json(storage.join(out, "job.json"), {"spec": started, "weights_sha256": sha})
+    prev = _check_job_json(out, spec, sha)
+    assert _with_chunk_size(spec, prev, 32).chunk_size == 64
+    # … and one that sets another is refused: its units would not match the job's parts.
+    with pytest.raises(BatchError, match="different chunk_size"):
+        _check_job_json(out, spec.model_copy(update={"chunk_size": 256}), sha)
