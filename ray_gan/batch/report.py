@@ -2,7 +2,8 @@
 embedded) written at the end of every run, complete or not.
 
 * a grid per style: the style's first variants (up to :data:`GRID_IMAGES`), read back from
-  storage as delivered;
+  storage as delivered (one that is missing or damaged is left out and counted: the page is
+  still written, and ``ray-gan verify`` lists the problem);
 * gate statistics per style, from the manifest: candidates each gate rejected, the share of
   variants that needed a replacement seed, the lowest training-copy score and the style
   confidence delivered; and images that share a perceptual hash with another image of
@@ -31,7 +32,7 @@ from ray_gan.html import CSS as _CSS
 from ray_gan.html import fmt as _fmt
 from ray_gan.html import img as _img
 from ray_gan.html import table as _table
-from ray_gan.images import decode_batch, encode, make_grid
+from ray_gan.images import decode, encode, make_grid
 from ray_gan.manifest import MANIFEST_DIR, manifest_files, read_image
 
 REPORT_HTML = "report.html"
@@ -94,12 +95,18 @@ def _collect(output: str, workers: int = 16) -> dict[str, _StyleStats]:
     return stats
 
 
-def _grid_png(entries: list[tuple[int, dict]]) -> bytes | None:
-    entries = sorted(entries, key=lambda e: e[0])[:GRID_IMAGES]
-    if not entries:
-        return None
-    images = decode_batch([read_image(where) for _, where in entries])
-    return encode(make_grid(images, cols=GRID_COLS, min_tile=48))
+def _grid_png(entries: list[tuple[int, dict]]) -> tuple[bytes | None, int]:
+    """The grid of a style's first variants, and how many of them could not be read back
+    (missing or damaged: left out here, listed by ``ray-gan verify``)."""
+    images, unreadable = [], 0
+    for _, where in sorted(entries, key=lambda e: e[0])[:GRID_IMAGES]:
+        try:
+            images.append(decode(read_image(where)))
+        except (storage.StorageError, OSError, ValueError):  # OSError: also Pillow's unidentified image
+            unreadable += 1
+    if not images:
+        return None, unreadable
+    return encode(make_grid(np.stack(images), cols=GRID_COLS, min_tile=48)), unreadable
 
 
 def write_report(output: str, job: dict) -> str:
@@ -117,10 +124,12 @@ def write_report(output: str, job: dict) -> str:
         rows.append([name, s.images, *(s.rejected[r] for r in REASONS),
                      s.replaced / s.images if s.images else None, threshold, s.min_train_score,
                      float(np.median(s.confidence)) if s.confidence else None, s.min_confidence, shared])
-        png = _grid_png(s.grid)
+        png, unreadable = _grid_png(s.grid)
+        missing = (f'<p class="note">{unreadable} of these images could not be read back (missing or damaged): '
+                   f"run <code>ray-gan verify</code></p>") if unreadable else ""
         grids.append(f"<figure><h3>{html.escape(name)}</h3>"
                      + (_img(png, f"{name}: first variants", cls="grid") if png
-                        else "<p>–</p>") + "</figure>")
+                        else "<p>–</p>") + missing + "</figure>")
     gate_table = _table(["style", "images", "rejected: near-duplicate", "rejected: training copy",
                          "rejected: style confidence", "share replaced", "training-copy threshold",
                          "lowest training-copy score",

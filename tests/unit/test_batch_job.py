@@ -123,6 +123,10 @@ def test_a_tar_layout_unit_is_one_shard_whose_ranges_render_again_and_verify_che
     assert not report.ok and any("beyond the shard" in p for p in report.problems), report.summary()
     storage.delete(shard_uri(out, "alpha", 0))
     assert any("missing" in p for p in verify_output(out).problems)
+    # The contact sheet is still written, with what can be read, and says what could not.
+    page = storage.read_bytes(write_report(out, storage.read_json(storage.join(out, "job.json")))).decode()
+    assert page.count("<h3>alpha</h3><img") == 1 and "3 of these images could not be read back" in page
+    assert "1 of these images could not be read back" in page  # beta-00000004, cut off its shard
 
 
 def test_a_job_started_before_a_spec_field_existed_is_completed_and_a_changed_layout_refused(tiny_stylegan,
