@@ -276,7 +276,9 @@ def main() -> None:
         job = storage.read_json(storage.join(spec.output, JOB_JSON))
         run, chunk_size = job["run"], job["spec"]["chunk_size"]  # the chunk size the job settled on
         startup = run["startup_seconds"] or 0.0
-        steady = (n - chunk_size) / max(run["seconds"] - startup, 1e-9)
+        # images after start-up: all but each replica's first unit (the replicas start together,
+        # so when the first unit is back the others' first units are nearly done)
+        steady = (n - a.replicas * chunk_size) / max(run["seconds"] - startup, 1e-9)
         cpu_by_role = sampler.shares(t0 + startup, t_end)  # after start-up, as the end-to-end rate
         whole_run = sampler.shares(t0, t_end)
         best_raw = max(raw.values())

@@ -517,7 +517,8 @@ class BatchJobSpec(_Strict):
     chunk_size: int | None = Field(
         None, ge=1, le=100_000, description="Images per work unit and manifest part. Default: 256 for models up to "
         "64 px, where a unit's requests and manifest part cost more than a few renders; 64 above, which bounds the "
-        "bytes a unit holds. A re-run of a job keeps the job's chunk size.")
+        "bytes a unit holds, and with the near-duplicate gate, which compares each image with its unit's. A re-run "
+        "of a job keeps the job's chunk size.")
     replicas: int = Field(2, ge=1, description="Generator actors in the Ray Data actor pool.")
     gpus_per_replica: float = Field(0.0, ge=0.0)
     cpus_per_replica: float = Field(1.0, gt=0.0)
@@ -546,11 +547,12 @@ class BatchJobSpec(_Strict):
     def truncation_for(self, style: str) -> float:
         return self.truncation.get(style, 1.0) if isinstance(self.truncation, dict) else self.truncation
 
-    @staticmethod
-    def default_chunk_size(resolution: int) -> int:
+    def default_chunk_size(self, resolution: int) -> int:
         """Images per work unit when the spec leaves ``chunk_size`` unset, for a model of
-        ``resolution`` px (docs/benchmarks.md, "chunk size")."""
-        return 256 if resolution <= 64 else 64
+        ``resolution`` px (docs/benchmarks.md, 2026-12-07): 256 up to 64 px, 64 above; 64
+        with the near-duplicate gate, whose cost grows with the square of a unit's size."""
+        near_duplicates = self.gates is not None and self.gates.near_duplicates is not None
+        return 256 if resolution <= 64 and not near_duplicates else 64
 
     def seed(self, variant: int, attempt: int = 0) -> int:
         """Seed of ``variant``'s candidate number ``attempt`` (0: the variant's own seed;

@@ -65,6 +65,7 @@ JOB_JSON = "job.json"
 MAX_BLOCKS = 1024  # blocks of the work-unit dataset, whatever the job's size
 UNITS_PER_CALL = 16  # most work units a replica is handed at once (and pipelines: see _GenerateChunks.__call__)
 IMAGES_PER_CALL = 1024  # … and fewer where units are big, so replicas end a job together
+OLD_CHUNK_SIZE = 64  # every job's chunk size before the default followed the model (job.json records it)
 # Spec fields that define *which* images a job makes; the rest only say how fast.
 IDENTITY_FIELDS = ("job_id", "model", "styles", "variants_per_style", "seed_base", "truncation", "mix", "edits",
                    "image_format", "layout", "chunk_size", "gates")
@@ -408,9 +409,11 @@ def _check_job_json(output: str, spec: BatchJobSpec, weights_sha256: str) -> dic
         return None
     prev = storage.read_json(uri)
     mine = spec.model_dump()
-    # A field the job's spec predates had its default then; an unset chunk_size takes the job's.
-    diffs = [f for f in IDENTITY_FIELDS if prev["spec"].get(f, BatchJobSpec.model_fields[f].default) != mine[f]
-             and not (f == "chunk_size" and mine[f] is None)]
+    # A field the job's spec predates had its default then (chunk_size's was OLD_CHUNK_SIZE);
+    # an unset chunk_size takes the job's.
+    then = {**{f: BatchJobSpec.model_fields[f].default for f in IDENTITY_FIELDS}, "chunk_size": OLD_CHUNK_SIZE,
+            **prev["spec"]}
+    diffs = [f for f in IDENTITY_FIELDS if then[f] != mine[f] and not (f == "chunk_size" and mine[f] is None)]
     if diffs:
         raise BatchError(
             f"{output} already holds job {prev['spec'].get('job_id')!r} with a different "
@@ -430,7 +433,7 @@ def _with_chunk_size(spec: BatchJobSpec, prev: dict | None, resolution: int) -> 
     (``prev``: its job.json), else :meth:`BatchJobSpec.default_chunk_size` for the model."""
     if spec.chunk_size is not None:
         return spec
-    chunk = prev["spec"]["chunk_size"] if prev is not None else BatchJobSpec.default_chunk_size(resolution)
+    chunk = prev["spec"].get("chunk_size", OLD_CHUNK_SIZE) if prev is not None else spec.default_chunk_size(resolution)
     return spec.model_copy(update={"chunk_size": chunk})
 
 

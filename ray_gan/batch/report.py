@@ -106,7 +106,9 @@ def _grid_png(entries: list[tuple[int, dict]]) -> tuple[bytes | None, int]:
             unreadable += 1
     if not images:
         return None, unreadable
-    return encode(make_grid(np.stack(images), cols=GRID_COLS, min_tile=48)), unreadable
+    shape = images[0].shape  # a wrong object may decode at another size: it counts as damaged
+    fits = [im for im in images if im.shape == shape]
+    return encode(make_grid(np.stack(fits), cols=GRID_COLS, min_tile=48)), unreadable + len(images) - len(fits)
 
 
 def write_report(output: str, job: dict) -> str:

@@ -138,7 +138,7 @@ def test_a_job_started_before_a_spec_field_existed_is_completed_and_a_changed_la
     out = str(tmp_path / "out")
     spec = BatchJobSpec(job_id="old", model=tiny_stylegan, variants_per_style=4, output=out)
     sha = read_model_info(tiny_stylegan).weights_sha256
-    old = spec.model_dump()
+    old = spec.model_copy(update={"chunk_size": 64}).model_dump()  # as run_batch records it: settled
     del old["layout"]  # job.json of a job started before `layout`: it wrote files
     storage.write_json(storage.join(out, "job.json"), {"spec": old, "weights_sha256": sha})
     assert _check_job_json(out, spec, sha)["spec"] == old
@@ -159,12 +159,19 @@ def test_an_unset_chunk_size_follows_the_model_for_a_new_job_and_the_job_on_a_re
     assert _with_chunk_size(spec, None, 128).chunk_size == 64  # bounds the bytes a unit holds
     explicit = spec.model_copy(update={"chunk_size": 16})
     assert _with_chunk_size(explicit, None, 32).chunk_size == 16
+    gated = BatchJobSpec(job_id="g", model=tiny_stylegan, variants_per_style=4, output=out,
+                         gates={"near_duplicates": {}})  # compares each image with its unit's: kept small
+    assert _with_chunk_size(gated, None, 32).chunk_size == 64
     # A job started when the default was 64 (or with 64 set): a re-run that leaves it unset keeps 64 …
     sha = read_model_info(tiny_stylegan).weights_sha256
     started = spec.model_copy(update={"chunk_size": 64}).model_dump()
     storage.write_json(storage.join(out, "job.json"), {"spec": started, "weights_sha256": sha})
     prev = _check_job_json(out, spec, sha)
     assert _with_chunk_size(spec, prev, 32).chunk_size == 64
+    del started["chunk_size"]  # a job.json without it: the job ran with the old default, 64
+    storage.write_json(storage.join(out, "job.json"), {"spec": started, "weights_sha256": sha})
+    assert _with_chunk_size(spec, _check_job_json(out, spec, sha), 32).chunk_size == 64
+    assert _check_job_json(out, spec.model_copy(update={"chunk_size": 64}), sha) is not None
     # … and one that sets another is refused: its units would not match the job's parts.
     with pytest.raises(BatchError, match="different chunk_size"):
         _check_job_json(out, spec.model_copy(update={"chunk_size": 256}), sha)
