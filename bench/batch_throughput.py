@@ -164,19 +164,17 @@ class CpuByRole(threading.Thread):
 
     def _take(self) -> None:
         cpu = {}
-        tick = os.sysconf("SC_CLK_TCK")
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
             try:
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
+                seconds = _proc_cpu_seconds(name)
                 with open(f"/proc/{name}/cmdline", "rb") as f:
                     cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:  # gone meanwhile
                 continue
             pid = int(name)
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+            cpu[pid] = seconds
             if cmd:
                 self.cmds[pid] = cmd
         self.snaps.append((time.perf_counter(), cpu))
@@ -208,15 +206,18 @@ class CpuByRole(threading.Thread):
         return {k: v / ((end - start) * (os.cpu_count() or 1)) for k, v in sorted(roles.items())}
 
 
-def _cpu_seconds(proc: subprocess.Popen | None) -> float:
-    """CPU seconds (user + system, all threads) ``proc`` has used so far (Linux /proc; 0
-    without a process). ``weed mini`` runs its master, volume, filer and S3 gateway in one
-    process."""
-    if proc is None:
-        return 0.0
-    with open(f"/proc/{proc.pid}/stat") as f:
+def _proc_cpu_seconds(pid: int | str) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used so far (Linux
+    /proc; OSError once it is gone)."""
+    with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _cpu_seconds(proc: subprocess.Popen | None) -> float:
+    """CPU seconds ``proc`` has used so far (0 without a process). ``weed mini`` runs its
+    master, volume, filer and S3 gateway in one process."""
+    return 0.0 if proc is None else _proc_cpu_seconds(proc.pid)
 
 
 def main() -> None:
